@@ -51,7 +51,12 @@ DATA_VERSION = 1  # bump when generated values change; part of every cache key
 SPLITS = tuple(SPLIT_OFFSET)
 CHANNEL_LAYOUTS = ("native", "union")
 MIN_RESOLUTION = 16
-DEFAULT_CHUNK_SIZE = 256  # samples per generation chunk; bounds memory (~50 MB at n=128)
+# Generation runs in chunks whose spectra hold about CHUNK_SPECTRUM_BYTES (64 samples at
+# n = 128): small enough that glibc serves every temporary from its heap instead of
+# fresh mmapped pages (measured: 3x faster at 1024 samples a chunk), large enough to
+# amortise per-call overhead; peak memory stays near 10x that whatever the set size.
+CHUNK_SPECTRUM_BYTES = 8 << 20
+MAX_CHUNK_SIZE = 4096
 CACHE_ENV = "FNO_DATA_CACHE"
 
 Range = tuple[float, float]
@@ -244,19 +249,29 @@ def _concat(parts: Sequence[Fields]) -> Fields:
     )
 
 
+def default_chunk_size(resolution: int) -> int:
+    """Samples per generation chunk at this resolution: the power of two nearest to
+    CHUNK_SPECTRUM_BYTES / (bytes of one complex128 rfft2 spectrum), at most MAX_CHUNK_SIZE."""
+    per_sample = 16 * resolution * (resolution // 2 + 1)
+    return min(MAX_CHUNK_SIZE, 1 << max(0, round(math.log2(CHUNK_SPECTRUM_BYTES / per_sample))))
+
+
 def iter_chunks(
     spec: DatasetSpec,
     start: int = 0,
     stop: int | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Iterator[tuple[int, Fields]]:
     """Generate samples [start, stop) of ``spec`` chunk by chunk: yields (offset, Fields).
 
     Computation is float64 on ``device`` (default CPU); each chunk is cast to ``dtype``.
+    chunk_size: samples per chunk, default ``default_chunk_size(spec.resolution)``; the
+    values do not depend on it.
     """
     stop = spec.n_samples if stop is None else stop
+    chunk_size = default_chunk_size(spec.resolution) if chunk_size is None else chunk_size
     if not 0 <= start <= stop:
         raise ValueError(f"need 0 <= start <= stop, got start={start}, stop={stop}")
     _check_int(chunk_size, "chunk_size", 1)
@@ -297,7 +312,7 @@ def _progress(total: int, desc: str, enabled: bool):
 def generate_fields(
     spec: DatasetSpec,
     device: torch.device | str | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
     start: int = 0,
     progress: bool = False,
     dtype: torch.dtype = torch.float32,
@@ -530,7 +545,7 @@ def _spec_from_args(args: argparse.Namespace) -> DatasetSpec:
     return DatasetSpec(args.family, ranges, args.samples, args.resolution, args.seed, args.split, args.channels)
 
 
-def _write_dataset(spec: DatasetSpec, out: Path, dtype: str, chunk_size: int, device: str | None) -> None:
+def _write_dataset(spec: DatasetSpec, out: Path, dtype: str, chunk_size: int | None, device: str | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     n, c = spec.resolution, len(spec.channel_names)
     np_dtype = np.dtype(dtype)
@@ -576,7 +591,7 @@ CHECK_EPS_FACTOR = 8.0
 CHECK_PSI_RTOL = {"float64": 1e-6, "float32": 1e-4}
 
 
-def check_dataset(directory: str | os.PathLike, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, Any]:
+def check_dataset(directory: str | os.PathLike, chunk_size: int = 64) -> dict[str, Any]:
     """Re-verify a dataset written by ``generate``: PDE residuals, psi, |u| bound, channels.
 
     Returns a report {family: {...worst values...}, "ok": bool}.
@@ -655,7 +670,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gen.add_argument("--split", default="train", help=f"one of {', '.join(SPLITS)}")
     gen.add_argument("--channels", default="native", help=f"one of {', '.join(CHANNEL_LAYOUTS)}")
     gen.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    gen.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE)
+    gen.add_argument("--chunk-size", type=int, default=None, help="samples per chunk (default: by resolution)")
     gen.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default cpu)")
     gen.add_argument("--out", required=True, type=Path)
     chk = sub.add_parser("check", help="re-verify the PDE residuals of a dataset folder")

@@ -125,8 +125,7 @@ def sample_advdiff(key, index, position, param_range, n, device) -> PDEBatch:
     lo, hi = param_range
     psi = lo + (hi - lo) * uniforms(key, index, Slot.RATIO)
     Kt, vt = torch.as_tensor(K, device=device), torch.as_tensor(v, device=device)
-    lam = advdiff.lam_for_ratio(f, Kt, vt, torch.as_tensor(psi, device=device), S)
-    u = advdiff.solve(f, Kt, vt, lam, S)
+    u, lam = advdiff.solve_with_ratio(f, Kt, vt, torch.as_tensor(psi, device=device), S)
     coefficients = torch.cat([((1 - lam) * S)[:, None] * Kt, lam[:, None] * vt], dim=1)
     params = _params(len(index), "advdiff", void_fraction=vf, theta=theta, e=e, k11=K[:, 0], k22=K[:, 1], k12=K[:, 2])
     params.update(v1=v[:, 0], v2=v[:, 1], psi=psi, lam=lam.cpu().numpy())
@@ -141,19 +140,17 @@ def sample_helmholtz(key, index, position, param_range, n, device) -> PDEBatch:
     f_hat = torch.fft.rfft2(f)
     omega = lo + (hi - lo) * uniforms(key, index, Slot.OMEGA)
     draws = np.ones(len(index))
-    u = torch.empty_like(f)
-    pending = np.arange(len(index))
-    for attempt in range(Slot.MAX_OMEGA_DRAWS):
-        rows = torch.as_tensor(pending, device=f.device)
-        trial = helmholtz.solve_spectrum(f_hat[rows], torch.as_tensor(omega[pending], device=f.device), wn, S, (n, n))
-        ok = trial.abs().amax(dim=(-2, -1)) <= HELMHOLTZ_MAX_ABS_U
-        u[rows[ok]] = trial[ok]
-        pending = pending[~ok.cpu().numpy()]
+    u = helmholtz.solve_spectrum(f_hat, torch.as_tensor(omega, device=device), wn, S, (n, n))
+    pending = np.flatnonzero((_max_abs(u) > HELMHOLTZ_MAX_ABS_U).cpu().numpy())
+    for attempt in range(1, Slot.MAX_OMEGA_DRAWS):  # redraw omega for the rejected rows only
         if len(pending) == 0:
             break
-        omega[pending] = lo + (hi - lo) * uniforms(key, index[pending], Slot.OMEGA + attempt + 1)
+        omega[pending] = lo + (hi - lo) * uniforms(key, index[pending], Slot.OMEGA + attempt)
         draws[pending] += 1
-    else:
+        rows = torch.as_tensor(pending, device=device)
+        u[rows] = helmholtz.solve_spectrum(f_hat[rows], torch.as_tensor(omega[pending], device=device), wn, S, (n, n))
+        pending = pending[(_max_abs(u[rows]) > HELMHOLTZ_MAX_ABS_U).cpu().numpy()]
+    if len(pending):
         raise ValueError(
             f"helmholtz: no omega in [{lo}, {hi}] kept max|u| <= {HELMHOLTZ_MAX_ABS_U} for {len(pending)} samples "
             f"after {Slot.MAX_OMEGA_DRAWS} draws; the range is too close to resonance, choose another"
@@ -161,6 +158,12 @@ def sample_helmholtz(key, index, position, param_range, n, device) -> PDEBatch:
     coefficients = torch.stack([torch.full_like(f[:, 0, 0], S), torch.as_tensor(omega, device=device)], dim=1)
     params = _params(len(index), "helmholtz", void_fraction=vf, omega=omega, omega_draws=draws)
     return PDEBatch(f, u, coefficients, params)
+
+
+def _max_abs(u: torch.Tensor) -> torch.Tensor:
+    """max |u| per sample (B,), in one pass and without an |u| temporary."""
+    lo, hi = torch.aminmax(u.flatten(1), dim=1)
+    return torch.maximum(hi, -lo)
 
 
 SAMPLERS = {"poisson": sample_poisson, "advdiff": sample_advdiff, "helmholtz": sample_helmholtz}

@@ -21,7 +21,7 @@ def helmholtz_symbol(omega: torch.Tensor, wn: WaveNumbers, s: float) -> torch.Te
 
 def solve_spectrum(f_hat: torch.Tensor, omega: torch.Tensor, wn: WaveNumbers, s: float, shape: tuple[int, int]):
     """u from an rfft2 spectrum of f (no checks; for callers that reuse f_hat)."""
-    return torch.fft.irfft2(f_hat / helmholtz_symbol(omega, wn, s), s=shape)
+    return torch.fft.irfft2(f_hat * helmholtz_symbol(omega, wn, s).reciprocal_(), s=shape)
 
 
 def solve(f: Array, omega: Array, s: float = DEFAULT_S) -> Array:
@@ -37,8 +37,8 @@ def solve(f: Array, omega: Array, s: float = DEFAULT_S) -> Array:
     check_batch(om, "omega", batch, ())
     s = check_positive(s)
     wn = wave_numbers(nx, ny, ft.device)
-    symbol = helmholtz_symbol(om, wn, s)
-    if (symbol == 0).any():
-        i = int(torch.nonzero((symbol == 0).flatten(1).any(1))[0])
+    resonant = (s * (wn.dxx + wn.dyy)[None] == om[:, None, None]).flatten(1).any(1)
+    if resonant.any():
+        i = int(torch.nonzero(resonant)[0])
         raise ValueError(f"omega[{i}] = {om[i].item()} is exactly resonant on this grid; choose another omega")
-    return output_like(f)(torch.fft.irfft2(torch.fft.rfft2(ft) / symbol, s=(nx, ny)))
+    return output_like(f)(solve_spectrum(torch.fft.rfft2(ft), om, wn, s, (nx, ny)))

@@ -65,9 +65,8 @@ def solve(f: Array, K: Array, s: float = DEFAULT_S) -> Array:
     check_diffusion_tensor(Kt)
     s = check_positive(s)
     wn = wave_numbers(nx, ny, ft.device)
-    symbol = diffusion_symbol(Kt, wn).mul_(s)  # (B, nx, ny//2+1) real
-    symbol[:, 0, 0] = 1.0
-    u_hat = torch.fft.rfft2(ft)  # (B, nx, ny//2+1) complex
-    u_hat /= symbol
+    inverse = diffusion_symbol(Kt, wn).mul_(s)  # (B, nx, ny//2+1) real
+    inverse[:, 0, 0] = 1.0
+    u_hat = torch.fft.rfft2(ft) * inverse.reciprocal_()  # (B, nx, ny//2+1) complex; multiply beats divide
     u_hat[:, 0, 0] = 0.0
     return output_like(f)(torch.fft.irfft2(u_hat, s=(nx, ny)))

@@ -97,6 +97,11 @@ def wave_numbers(nx: int, ny: int, device: torch.device) -> WaveNumbers:
     )
 
 
+def spectral_power(z: torch.Tensor) -> torch.Tensor:
+    """|z|^2 of a complex tensor, without the square root of abs()."""
+    return torch.view_as_real(z).square().sum(dim=-1)
+
+
 def diffusion_symbol(K: torch.Tensor, wn: WaveNumbers) -> torch.Tensor:
     """d^T K d for K rows (k11, k22, k12): shape (batch, nx, ny//2 + 1), float64."""
     k11, k22, k12 = (K[:, i, None, None] for i in range(3))

@@ -341,17 +341,27 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "fno-scaling" / "data"
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(file)`` to a temp file beside ``path``, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _write_temp(directory: Path, prefix: str, write) -> Path:
+    """Write through ``write(file)`` to a new, uniquely named temp file in ``directory``, fsynced."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{prefix}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Replace ``path`` atomically: a temp file beside it, fsync, rename."""
+    tmp = _write_temp(path.parent, path.name, write)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -394,7 +404,15 @@ def _read_cache(directory: Path, key: str) -> Fields | None:
     return fields
 
 
+STALE_GRACE_S = 60.0  # arrays newer than this may belong to a concurrent writer: kept
+
+
 def _write_cache(directory: Path, key: str, spec: DatasetSpec, fields: Fields) -> None:
+    """Commit ``fields`` as entry ``key``: arrays under their content hash, then the manifest.
+
+    Safe with concurrent writers on one node: every writer has its own temp file, the
+    arrays file is named by its SHA-256, and the manifest rename is the commit.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {
         "source": fields.source.numpy(),
@@ -402,11 +420,10 @@ def _write_cache(directory: Path, key: str, spec: DatasetSpec, fields: Fields) -
         "coefficients": fields.coefficients.numpy(),
         **{f"param_{k}": v for k, v in fields.params.items()},
     }
-    tmp_arrays = directory / f"{key}.arrays.tmp.npz"
-    _atomic_write(tmp_arrays, lambda fh: np.savez(fh, **arrays))
-    digest = _sha256(tmp_arrays)
+    tmp = _write_temp(directory, key, lambda fh: np.savez(fh, **arrays))
+    digest = _sha256(tmp)
     arrays_path = directory / f"{key}-{digest[:16]}.npz"
-    os.replace(tmp_arrays, arrays_path)
+    os.replace(tmp, arrays_path)
     manifest = {
         "arrays": arrays_path.name,
         "sha256": digest,
@@ -417,9 +434,13 @@ def _write_cache(directory: Path, key: str, spec: DatasetSpec, fields: Fields) -
         "code_version": __version__,
     }
     _atomic_write(directory / f"{key}.json", lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
+    now = time.time()
     for stale in directory.glob(f"{key}-*.npz"):  # arrays of entries this manifest replaced
-        if stale != arrays_path:
-            stale.unlink(missing_ok=True)
+        try:
+            if stale != arrays_path and now - stale.stat().st_mtime > STALE_GRACE_S:
+                stale.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def load_fields(
@@ -448,7 +469,10 @@ def load_fields(
     if have < spec.n_samples:
         tail = generate_fields(native, start=have, progress=progress)
         cached = tail if cached is None else _concat([cached, tail])
-        _write_cache(directory, key, native.with_samples(len(cached)), cached)
+        try:
+            _write_cache(directory, key, native.with_samples(len(cached)), cached)
+        except OSError as err:  # a full or read-only disk costs the cache, not the data
+            warnings.warn(f"could not write data cache entry {key} in {directory}: {err}", stacklevel=2)
     fields = cached.head(spec.n_samples)
     if spec.channels == "union" and spec.family != "mixture":
         fields.coefficients = families.to_union(spec.family, fields.coefficients)

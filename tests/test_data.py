@@ -137,7 +137,7 @@ def test_cache_round_trip_slices_and_extends(cache_dir):
     assert torch.equal(smaller.solution, first.solution[:4])
     larger = data.load_fields(s.with_samples(16))  # generates only the tail
     assert torch.equal(larger.solution, data.generate_fields(s.with_samples(16)).solution)
-    assert len(list(cache_dir.glob("*.npz"))) == 1  # the replaced arrays were removed
+    assert len(list(cache_dir.glob("*.npz"))) == 2  # the replaced arrays stay for a grace period
     assert json.loads(next(cache_dir.glob("*.json")).read_text())["n_samples"] == 16
 
 
@@ -145,6 +145,41 @@ def test_cache_union_view_and_load_tensors(cache_dir):
     inputs, targets = data.load(spec("advdiff", channels="union"))
     ref_in, ref_t = data.generate(spec("advdiff", channels="union"))
     assert torch.equal(inputs, ref_in) and torch.equal(targets, ref_t)
+
+
+def test_stale_arrays_are_removed_after_the_grace_period(cache_dir, monkeypatch):
+    s = spec(n_samples=3)
+    data.load_fields(s)
+    monkeypatch.setattr(data, "STALE_GRACE_S", -1.0)
+    data.load_fields(s.with_samples(5))
+    assert len(list(cache_dir.glob("*.npz"))) == 1
+    assert not list(cache_dir.glob(".*.tmp"))  # no temp files left behind
+
+
+def test_an_unwritable_cache_costs_the_cache_not_the_data(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    with pytest.warns(UserWarning, match="could not write data cache entry"):
+        fields = data.load_fields(spec(n_samples=2), cache_dir=blocked / "cache")
+    assert torch.equal(fields.source, data.generate_fields(spec(n_samples=2)).source)
+
+
+def test_concurrent_writers_leave_a_valid_entry(cache_dir):
+    import multiprocessing as mp
+
+    s = spec("advdiff", n_samples=24)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(3) as pool:
+        pool.map(_load_in_worker, [(s.to_dict(), str(cache_dir), n) for n in (8, 16, 24)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no corrupt entry
+        fields = data.load_fields(s)
+    assert torch.equal(fields.solution, data.generate_fields(s).solution)
+
+
+def _load_in_worker(args):
+    spec_dict, cache, n = args
+    data.load_fields(DatasetSpec.from_dict(spec_dict).with_samples(n), cache_dir=cache)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage_manifest", "missing_arrays"])

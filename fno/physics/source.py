@@ -14,6 +14,8 @@ at shared points agree to round-off).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -25,8 +27,12 @@ MIN_AMPLITUDE = 1e-3  # amplitudes of live bumps are uniform in [MIN_AMPLITUDE, 
 REFERENCE_RESOLUTION = 128
 
 
+@functools.lru_cache(maxsize=32)
 def gaussian_matrix(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """G[p, i] = periodised Gaussian bump p at x_i = i / n: shape (N_BUMPS, n), float64."""
+    """G[p, i] = periodised Gaussian bump p at x_i = i / n: shape (N_BUMPS, n), float64.
+
+    Cached per (n, device): treat as read-only.
+    """
     x = torch.arange(n, dtype=torch.float64, device=device) / n  # (n,)
     c = torch.as_tensor(BUMP_CENTRES, dtype=torch.float64, device=device)[:, None, None]
     images = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64, device=device)[None, :, None]

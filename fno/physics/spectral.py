@@ -14,6 +14,7 @@ Conventions used by every solver in ``fno.physics``:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -79,7 +80,9 @@ class WaveNumbers:
     weight: torch.Tensor
 
 
+@functools.lru_cache(maxsize=32)
 def wave_numbers(nx: int, ny: int, device: torch.device) -> WaveNumbers:
+    """The cached ``WaveNumbers`` of an nx x ny grid on ``device`` (treat as read-only)."""
     kx = torch.fft.fftfreq(nx, d=1.0 / nx, dtype=torch.float64, device=device)  # (nx,)
     ky = torch.fft.rfftfreq(ny, d=1.0 / ny, dtype=torch.float64, device=device)  # (ny//2+1,)
     ax, ay = 2 * np.pi * kx, 2 * np.pi * ky

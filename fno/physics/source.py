@@ -62,8 +62,9 @@ def bump_amplitudes(u: np.ndarray, void_fraction: np.ndarray) -> np.ndarray:
 
 
 def _field(amplitudes: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    # (n, 12) @ ((B, 12, 12) @ (12, n)) -> (B, n, n)
-    return g.T @ (amplitudes @ g)
+    # ((n, 12) @ (B, 12, 12)) @ (12, n) -> (B, n, n): the batched operand on the left makes
+    # the big product one GEMM that writes its result in place (g.T @ (P @ g) transposes it).
+    return (g.T @ amplitudes) @ g
 
 
 def source_field(amplitudes: torch.Tensor, n: int, zero_mean: bool) -> torch.Tensor:

@@ -71,6 +71,8 @@ class WaveNumbers:
     and (1, ny//2 + 1). ``dxx``, ``dyy``: (2 pi k)^2, Nyquist kept.
     ``weight``: (1, ny//2 + 1) multiplicity of each rfft column in the full spectrum
     (2 for columns that stand for a conjugate pair, else 1), for Parseval sums.
+    ``second``: (3, nx * (ny//2 + 1)) rows dxx, dyy, 2 dx dy, flattened, and ``first``:
+    (2, nx * (ny//2 + 1)) rows dx, dy: symbols of a batch are one small matmul with these.
     """
 
     dx: torch.Tensor
@@ -78,6 +80,8 @@ class WaveNumbers:
     dxx: torch.Tensor
     dyy: torch.Tensor
     weight: torch.Tensor
+    second: torch.Tensor
+    first: torch.Tensor
 
 
 @functools.lru_cache(maxsize=32)
@@ -95,9 +99,11 @@ def wave_numbers(nx: int, ny: int, device: torch.device) -> WaveNumbers:
     weight[0] = 1.0
     if ny % 2 == 0:
         weight[-1] = 1.0
-    return WaveNumbers(
-        dx=dx[:, None], dy=dy[None, :], dxx=(ax**2)[:, None], dyy=(ay**2)[None, :], weight=weight[None, :]
-    )
+    dx, dy, dxx, dyy = dx[:, None], dy[None, :], (ax**2)[:, None], (ay**2)[None, :]
+    shape = (nx, ny // 2 + 1)
+    second = torch.stack([dxx.expand(shape), dyy.expand(shape), 2 * dx * dy]).flatten(1)
+    first = torch.stack([dx.expand(shape), dy.expand(shape)]).flatten(1)
+    return WaveNumbers(dx, dy, dxx, dyy, weight[None, :], second, first)
 
 
 def spectral_power(z: torch.Tensor) -> torch.Tensor:
@@ -107,10 +113,9 @@ def spectral_power(z: torch.Tensor) -> torch.Tensor:
 
 def diffusion_symbol(K: torch.Tensor, wn: WaveNumbers) -> torch.Tensor:
     """d^T K d for K rows (k11, k22, k12): shape (batch, nx, ny//2 + 1), float64."""
-    k11, k22, k12 = (K[:, i, None, None] for i in range(3))
-    return k11 * wn.dxx + k22 * wn.dyy + 2.0 * k12 * (wn.dx * wn.dy)
+    return (K @ wn.second).view(K.shape[0], wn.dx.shape[0], wn.dy.shape[1])
 
 
 def advection_symbol(v: torch.Tensor, wn: WaveNumbers) -> torch.Tensor:
     """v . d (the advection symbol is i v . d): shape (batch, nx, ny//2 + 1), float64."""
-    return v[:, 0, None, None] * wn.dx + v[:, 1, None, None] * wn.dy
+    return (v @ wn.first).view(v.shape[0], wn.dx.shape[0], wn.dy.shape[1])

@@ -1,0 +1,175 @@
+"""FNO-2d, built bottom-up: spectral convolution -> Fourier layer -> FNO2d.
+
+Layout: the public interface is (batch, channel, x, y); inside, activations are
+channels-last (batch, x, y, channel) so every pointwise layer is one matmul over the
+last axis. Axis convention as in ``fno.physics.spectral``: x is axis -2 of a field.
+
+Sizes: width w and modes m set the model size; the spectral weights dominate, 4 w^2 m^2
+real numbers per layer (two retained corners, complex), 16 w^2 m^2 for 4 layers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Named sizes spanning the paper's range (about 64K to about 256M parameters).
+PRESETS: dict[str, tuple[int, int]] = {
+    "w16-m4": (16, 4),
+    "w32-m8": (32, 8),
+    "w64-m16": (64, 16),
+    "w128-m32": (128, 32),
+}
+
+
+def max_modes(nx: int, ny: int) -> int:
+    """The most modes per axis whose two corners fit an nx x ny rfft2 spectrum without overlap."""
+    return min(nx // 2, ny // 2 + 1)
+
+
+def check_modes(modes: int, nx: int, ny: int) -> None:
+    if modes > max_modes(nx, ny):
+        raise ValueError(
+            f"modes={modes} is too many for a {nx} x {ny} grid: at most {max_modes(nx, ny)} "
+            f"(2*modes <= nx and modes <= ny//2 + 1); use more grid points or fewer modes"
+        )
+
+
+class SpectralConv2d(nn.Module):
+    """Multiply the retained Fourier coefficients by learned complex matrices.
+
+    Keeps the modes x modes lowest frequencies in each of the two corners of the rfft2
+    spectrum (kx in [0, m) and [-m, 0), ky in [0, m)): the public code's ``mode_cut``.
+    Input and output channels-last: (batch, x, y, in_channels) -> (batch, x, y, out_channels).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, modes: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.modes = in_channels, out_channels, modes
+        scale = 1.0 / (in_channels * out_channels)
+        # (2 m*m modes, in, out) complex, stored as its real view (..., 2) so that
+        # state_dicts, optimizers and torch.compile see ordinary real tensors.
+        self.weight = nn.Parameter(scale * torch.rand(2 * modes * modes, in_channels, out_channels, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, nx, ny, _ = x.shape
+        m = self.modes
+        check_modes(m, nx, ny)
+        x_hat = torch.fft.rfft(x, dim=2)[:, :, :m]  # (B, X, m, C) complex: only the kept ky
+        x_hat = torch.fft.fft(x_hat, dim=1)  # (B, X, m, C) complex: x-FFT on kept columns only
+        corners = torch.cat([x_hat[:, :m], x_hat[:, nx - m :]], dim=1)  # (B, 2m, m, C)
+        modes_first = corners.reshape(batch, 2 * m * m, self.in_channels).transpose(0, 1)  # (2m*m, B, C)
+        out = torch.bmm(modes_first, torch.view_as_complex(self.weight))  # (2m*m, B, O)
+        out = out.transpose(0, 1).reshape(batch, 2 * m, m, self.out_channels)  # (B, 2m, m, O)
+        gap = out.new_zeros(batch, nx - 2 * m, m, self.out_channels)  # the dropped kx rows
+        out = torch.fft.ifft(torch.cat([out[:, :m], gap, out[:, m:]], dim=1), dim=1)  # (B, X, m, O)
+        return torch.fft.irfft(out, n=ny, dim=2)  # ky >= m are zero: irfft pads them
+
+
+class FourierLayer(nn.Module):
+    """u -> GELU(K u + W u + b): spectral convolution plus pointwise linear skip."""
+
+    def __init__(self, width: int, modes: int, activation: bool = True) -> None:
+        super().__init__()
+        self.spectral = SpectralConv2d(width, width, modes)
+        self.skip = nn.Linear(width, width)
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, X, Y, W) -> (B, X, Y, W)
+        y = self.spectral(x) + self.skip(x)
+        return F.gelu(y) if self.activation else y
+
+
+@dataclass(frozen=True)
+class FNOConfig:
+    """Everything that defines an FNO2d; a checkpoint stores it to rebuild the model."""
+
+    in_channels: int  # f plus coefficient planes: 4 poisson, 6 advdiff, 3 helmholtz, 8 union layout
+    out_channels: int = 1  # the solution u
+    width: int = 32  # channels in the Fourier layers; parameters grow as width^2
+    modes: int = 8  # Fourier modes per axis kept in each corner; parameters grow as modes^2
+    layers: int = 4  # Fourier layers (paper: 4); no GELU after the last one
+
+    def __post_init__(self) -> None:
+        for name in ("in_channels", "out_channels", "width", "modes", "layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+    @classmethod
+    def from_preset(cls, name: str, in_channels: int, out_channels: int = 1, layers: int = 4) -> FNOConfig:
+        if name not in PRESETS:
+            raise ValueError(f"unknown size preset {name!r}; expected one of {', '.join(PRESETS)}")
+        width, modes = PRESETS[name]
+        return cls(in_channels, out_channels, width, modes, layers)
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @property
+    def n_params(self) -> int:
+        """Trainable real numbers: lift, layers (spectral + skip), projection."""
+        w, m = self.width, self.modes
+        lift = self.in_channels * w + w
+        layer = 2 * m * m * w * w * 2 + w * w + w
+        projection = w * 2 * w + 2 * w + 2 * w * self.out_channels + self.out_channels
+        return lift + self.layers * layer + projection
+
+    def flop_breakdown(self, resolution: int) -> dict[str, float]:
+        """Real floating-point operations per sample at resolution x resolution, by part.
+
+        Matmuls count 2 per multiply-add; a complex multiply-add counts 8; an FFT of
+        length N counts 5 N log2 N complex (2.5 N log2 N real input). GELU and bias
+        adds are not counted.
+        """
+        n, w, m, c = resolution, self.width, self.modes, self.in_channels
+        points = n * n
+        fft_y = w * n * 2.5 * n * math.log2(n)  # rfft along y, all rows, w channels
+        fft_x = w * m * 5 * n * math.log2(n)  # complex fft along x on the m kept columns
+        return {
+            "lift": 2 * c * w * points,
+            "spectral_contraction": self.layers * 8 * (2 * m * m) * w * w,
+            "fft": self.layers * 2 * (fft_y + fft_x),  # forward and inverse
+            "skip": self.layers * 2 * w * w * points,
+            "projection": (2 * w * 2 * w + 2 * 2 * w * self.out_channels) * points,
+        }
+
+    def flops_per_sample(self, resolution: int) -> float:
+        """Forward FLOPs per sample at resolution x resolution (see ``flop_breakdown``)."""
+        return sum(self.flop_breakdown(resolution).values())
+
+
+class FNO2d(nn.Module):
+    """Fourier Neural Operator: lift -> ``layers`` Fourier layers -> projection.
+
+    forward: (batch, in_channels, x, y) -> (batch, out_channels, x, y), float32.
+    Works at any resolution with at least ``2 * modes`` points per axis.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int = 1, width: int = 32, modes: int = 8, layers: int = 4
+    ) -> None:
+        super().__init__()
+        self.config = FNOConfig(in_channels, out_channels, width, modes, layers)
+        self.lift = nn.Linear(in_channels, width)
+        self.fourier = nn.ModuleList(FourierLayer(width, modes, activation=i < layers - 1) for i in range(layers))
+        self.project_hidden = nn.Linear(width, 2 * width)
+        self.project_out = nn.Linear(2 * width, out_channels)
+
+    @classmethod
+    def from_config(cls, config: FNOConfig) -> FNO2d:
+        return cls(config.in_channels, config.out_channels, config.width, config.modes, config.layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(f"input must have shape (batch, {self.config.in_channels}, x, y), got {tuple(x.shape)}")
+        check_modes(self.config.modes, x.shape[-2], x.shape[-1])
+        h = self.lift(x.permute(0, 2, 3, 1))  # (B, X, Y, W) channels-last
+        for layer in self.fourier:
+            h = layer(h)
+        h = self.project_out(F.gelu(self.project_hidden(h)))  # (B, X, Y, out)
+        return h.permute(0, 3, 1, 2)  # (B, out, X, Y)

@@ -1,0 +1,87 @@
+"""FNO2d: shapes, parameter and FLOP counts, the spectral convolution, input errors."""
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from fno.model import FNO2d, FNOConfig, SpectralConv2d, max_modes
+
+
+@pytest.mark.parametrize("width,modes,layers", [(8, 4, 4), (16, 4, 2), (12, 6, 3)])
+def test_n_params_matches_the_module(width, modes, layers):
+    model = FNO2d(4, 1, width, modes, layers)
+    assert model.config.n_params == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name,expected", [("w16-m4", 64e3), ("w64-m16", 17e6), ("w128-m32", 256e6)])
+def test_presets_span_the_papers_range(name, expected):
+    n = FNOConfig.from_preset(name, in_channels=4).n_params
+    assert 0.9 * expected < n < 1.2 * expected
+
+
+def test_flops_match_a_counted_forward_pass():
+    config = FNOConfig(in_channels=4, width=8, modes=4, layers=3)
+    model = FNO2d.from_config(config)
+    x = torch.randn(2, 4, 32, 32)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    parts = config.flop_breakdown(32)
+    # The counter sees the matmuls; it counts a complex multiply-add as 2 like a real one.
+    matmul = parts["lift"] + parts["skip"] + parts["projection"] + parts["spectral_contraction"] / 4
+    assert counter.get_total_flops() == pytest.approx(2 * matmul, rel=1e-12)
+    assert config.flops_per_sample(32) > matmul  # FFTs on top
+
+
+def _dense_spectral_conv(layer: SpectralConv2d, x: torch.Tensor) -> torch.Tensor:
+    """Reference: full rfft2, a zero spectrum with the two corners filled, irfft2."""
+    x = x.permute(0, 3, 1, 2)  # (B, C, X, Y)
+    nx, ny, m = x.shape[-2], x.shape[-1], layer.modes
+    x_hat = torch.fft.rfft2(x)
+    w = torch.view_as_complex(layer.weight).reshape(2, m, m, layer.in_channels, layer.out_channels)
+    out = torch.zeros(x.shape[0], layer.out_channels, nx, ny // 2 + 1, dtype=x_hat.dtype)
+    out[:, :, :m, :m] = torch.einsum("bixy,xyio->boxy", x_hat[:, :, :m, :m], w[0])
+    out[:, :, nx - m :, :m] = torch.einsum("bixy,xyio->boxy", x_hat[:, :, nx - m :, :m], w[1])
+    return torch.fft.irfft2(out, s=(nx, ny)).permute(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("nx,ny,modes", [(16, 16, 4), (17, 17, 4), (16, 15, 8), (20, 9, 5), (8, 8, 4)])
+def test_spectral_conv_equals_dense_reference(nx, ny, modes):
+    torch.manual_seed(0)
+    layer = SpectralConv2d(3, 5, modes).double()
+    x = torch.randn(2, nx, ny, 3, dtype=torch.float64)
+    torch.testing.assert_close(layer(x), _dense_spectral_conv(layer, x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [16, 17, 32])
+def test_forward_shapes_on_even_and_odd_grids(n):
+    model = FNO2d(3, 1, width=8, modes=4)
+    assert model(torch.randn(2, 3, n, n)).shape == (2, 1, n, n)
+
+
+def test_a_band_limited_input_is_resolution_independent():
+    """On inputs with no energy above the kept modes, the operator commutes with refinement."""
+    torch.manual_seed(0)
+    layer = SpectralConv2d(2, 2, 3).double()
+    coarse = torch.randn(1, 8, 8, 2, dtype=torch.float64)
+    hat = torch.fft.rfft2(coarse, dim=(1, 2))
+    hat[:, 3:6] = 0
+    hat[:, :, 3:] = 0
+    coarse = torch.fft.irfft2(hat, s=(8, 8), dim=(1, 2))
+    fine_hat = torch.zeros(1, 16, 9, 2, dtype=hat.dtype)
+    fine_hat[:, :3, :3], fine_hat[:, -3:, :3] = hat[:, :3, :3] * 4, hat[:, -3:, :3] * 4
+    fine = torch.fft.irfft2(fine_hat, s=(16, 16), dim=(1, 2))
+    torch.testing.assert_close(layer(fine)[:, ::2, ::2], layer(coarse), rtol=1e-10, atol=1e-12)
+
+
+def test_errors_name_the_bad_value():
+    with pytest.raises(ValueError, match=r"modes=9 is too many for a 16 x 16 grid: at most 8"):
+        FNO2d(3, modes=9)(torch.randn(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="width must be a positive integer, got 0"):
+        FNO2d(3, width=0)
+    with pytest.raises(ValueError, match="modes must be a positive integer"):
+        FNOConfig(in_channels=3, modes=-1)
+    with pytest.raises(ValueError, match=r"input must have shape \(batch, 4, x, y\), got \(1, 3, 16, 16\)"):
+        FNO2d(4, width=8, modes=4)(torch.randn(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="unknown size preset 'w999'"):
+        FNOConfig.from_preset("w999", 4)
+    assert max_modes(16, 16) == 8 and max_modes(16, 9) == 5

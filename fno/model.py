@@ -56,6 +56,12 @@ class SpectralConv2d(nn.Module):
         self.weight = nn.Parameter(scale * torch.rand(2 * modes * modes, in_channels, out_channels, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # FFTs and the complex contraction stay float32 under autocast (bf16 FFTs lose
+        # too much, and most sizes have none).
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._forward(x.float())
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, nx, ny, _ = x.shape
         m = self.modes
         check_modes(m, nx, ny)

@@ -85,3 +85,12 @@ def test_errors_name_the_bad_value():
     with pytest.raises(ValueError, match="unknown size preset 'w999'"):
         FNOConfig.from_preset("w999", 4)
     assert max_modes(16, 16) == 8 and max_modes(16, 9) == 5
+
+
+def test_spectral_part_stays_float32_under_bf16_autocast():
+    model = FNO2d(3, 1, width=8, modes=4)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), model(x), rtol=0.1, atol=0.1)

@@ -1,0 +1,445 @@
+"""One trial of the study: build an FNO, train it in one of four modes, return a result.
+
+Modes:
+- pretrain: random init, train on the (usually large) pre-training set, save a checkpoint.
+- scratch:  random init, train on N downstream examples.
+- finetune: load every pre-trained weight, train all of them on N downstream examples.
+- zeroshot: evaluate the pre-trained model on the downstream test set, no training.
+
+Training: Adam, cosine learning-rate decay over a step budget, MSE on normalised
+targets, batch size capped by N. The metric is the per-sample relative L2 error
+||pred - u|| / ||u|| averaged over a set; the best checkpoint is chosen by validation
+error and the test error reported is that checkpoint's. A non-finite loss ends the
+trial with status "diverged", not an exception.
+
+Nothing here imports Ray: a sweep engine passes ``report`` to follow and stop a trial.
+CLI: ``python -m fno.train --config trial.toml [--set key=value ...] --out DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from fno import __version__
+from fno.config import load_toml, parse_overrides
+from fno.data import DatasetSpec, Fields, Normalization, load_fields
+from fno.model import FNO2d, FNOConfig, check_modes
+
+MODES = ("pretrain", "scratch", "finetune", "zeroshot")
+CHECKPOINT_FORMAT = "fno-scaling-checkpoint"
+CHECKPOINT_VERSION = 1
+
+Report = Callable[[int, float, float, float], None]  # (step, epoch, train_loss, val_rel_l2)
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """All that defines one trial. Validated on construction; loadable from TOML.
+
+    Data: ``family``/``param_range`` are the training data's for pretrain and the
+    downstream task's otherwise; n_train samples come from the train split (the first
+    N: sets nest), n_val and n_test from their own splits.
+    """
+
+    mode: str = "scratch"
+    family: str = "poisson"
+    param_range: Any = None  # (lo, hi); {family: (lo, hi)} for the mixture; None: pre-training range
+    n_train: int = 256
+    n_val: int = 64
+    n_test: int = 64
+    resolution: int = 64
+    data_seed: int = 0  # selects the data; the same for every trial of a study
+    channels: str = "native"  # "union" to feed single-family data to a mixture-pretrained model
+    # Model (pretrain and scratch; finetune and zeroshot take it from the checkpoint).
+    width: int = 32
+    modes: int = 8
+    layers: int = 4
+    # Optimisation.
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 32  # capped by n_train
+    steps: int = 1000  # optimizer steps; the cosine schedule spans them
+    eval_every: int = 100  # steps between validation passes (and report calls)
+    seed: int = 0  # model init and batch order
+    pretrained: str | None = None  # checkpoint path: required for finetune and zeroshot
+    # Execution.
+    device: str = "auto"  # auto: cuda if available, else cpu
+    threads: int | None = None  # CPU threads for this trial; None leaves torch's default
+    bf16: bool = False  # CUDA only: bf16 autocast for pointwise layers (FFTs stay float32)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        for name in ("n_train", "n_val", "n_test", "resolution", "width", "modes", "layers", "batch_size"):
+            _positive_int(getattr(self, name), name)
+        _positive_int(self.steps, "steps", minimum=0 if self.mode == "zeroshot" else 1)
+        _positive_int(self.eval_every, "eval_every")
+        _positive_int(self.data_seed, "data_seed", minimum=0)
+        _positive_int(self.seed, "seed", minimum=0)
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"need lr > 0 and weight_decay >= 0, got lr={self.lr}, weight_decay={self.weight_decay}")
+        if self.mode in ("finetune", "zeroshot") and not self.pretrained:
+            raise ValueError(f"mode {self.mode} needs pretrained = path of a pre-training checkpoint")
+        if self.mode in ("pretrain", "scratch") and self.pretrained:
+            raise ValueError(f"mode {self.mode} starts from a random init; pretrained must be unset")
+        if self.threads is not None:
+            _positive_int(self.threads, "threads")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}") from None
+        if self.mode in ("pretrain", "scratch"):
+            check_modes(self.modes, self.resolution, self.resolution)
+        self.data_spec("train")  # validates family, param_range, channels
+
+    def data_spec(self, split: str) -> DatasetSpec:
+        n = {"train": self.n_train, "val": self.n_val, "test": self.n_test}[split]
+        return DatasetSpec(self.family, self.param_range, n, self.resolution, self.data_seed, split, self.channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["param_range"] = self.data_spec("train").stream()["param_range"]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrialConfig fields {unknown}; allowed: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> TrialConfig:
+        return cls.from_dict(load_toml(path))
+
+
+def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+@dataclass
+class TrialResult:
+    """What one trial produced; fields follow the results schema of DESIGN.md."""
+
+    mode: str
+    status: str  # ok | diverged
+    val_rel_l2: float  # best validation error (nan if never evaluated)
+    test_rel_l2: float  # test error of the best-validation checkpoint
+    train_loss: float  # mean training loss over the last evaluation interval
+    steps: int  # optimizer steps taken
+    epochs: float  # steps * batch_size / n_train
+    best_step: int
+    batch_size: int
+    n_params: int
+    flops_per_sample: float
+    wall_s: float
+    train_s: float
+    samples_per_s: float  # training samples per second of train_s
+    device: str
+    node: str
+    started_at: str
+    code_version: str
+    error: str = ""
+    checkpoint: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# -------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: str | os.PathLike, model: FNO2d, norm: Normalization, config: TrialConfig, **extra) -> None:
+    """One self-describing dict: rebuilds the model and its normalisation; atomic write."""
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "code_version": __version__,
+        "model_config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "normalization": norm.to_dict(),
+        "data_spec": config.data_spec("train").to_dict(),
+        "trial_config": config.to_dict(),
+        **extra,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[FNO2d, Normalization, dict[str, Any]]:
+    """(model on CPU, normalisation, the checkpoint dict); loaded with weights_only=True."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained checkpoint {path} not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a damaged or foreign file
+        raise ValueError(f"{path} is not a readable checkpoint: {type(err).__name__}: {err}") from err
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an fno-scaling checkpoint")
+    if checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(
+            f"{path}: checkpoint version {checkpoint.get('version')}, this code reads {CHECKPOINT_VERSION}"
+        )
+    model = FNO2d.from_config(FNOConfig(**checkpoint["model_config"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model, Normalization.from_dict(checkpoint["normalization"]), checkpoint
+
+
+def check_compatible(norm: Normalization, model: FNO2d, fields: Fields, path: str) -> None:
+    """Refuse downstream data that the pre-trained model cannot read, saying what differs."""
+    have, want = tuple(fields.channel_names), tuple(norm.channel_names)
+    if have != want:
+        hint = " (use channels = 'union' for a mixture-pretrained model)" if len(want) == 8 else ""
+        raise ValueError(
+            f"checkpoint {path} was trained on channels {list(want)} ({len(want)}); "
+            f"the downstream data has {list(have)} ({len(have)}){hint}"
+        )
+    check_modes(model.config.modes, *fields.source.shape[-2:])
+
+
+# ----------------------------------------------------------------------- training
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name} requested but CUDA is not available")
+    return device
+
+
+def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample ||pred - target|| / ||target|| over all but the batch axis: (batch,)."""
+    diff = torch.linalg.vector_norm((pred - target).flatten(1), dim=1)
+    return diff / torch.linalg.vector_norm(target.flatten(1), dim=1)
+
+
+@torch.no_grad()
+def evaluate(model: FNO2d, norm: Normalization, fields: Fields, batch_size: int, autocast: bool = False) -> float:
+    """Mean per-sample relative L2 error of the de-normalised prediction on ``fields``."""
+    model.eval()
+    errors = []
+    for lo in range(0, len(fields), batch_size):
+        index = slice(lo, lo + batch_size)
+        x = norm.normalize_inputs(fields.inputs(index))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            pred = norm.denormalize_targets(model(x).float())
+        errors.append(relative_l2(pred, fields.targets(index)))
+    model.train()
+    return torch.cat(errors).mean().item()
+
+
+def _cosine_lr(step: int, total: int, base: float) -> float:
+    return 0.5 * base * (1 + math.cos(math.pi * min(step, total) / total))
+
+
+def run_trial(
+    config: TrialConfig, report: Report | None = None, out_dir: str | os.PathLike | None = None
+) -> TrialResult:
+    """Run one trial; write ``checkpoint.pt`` (pretrain, scratch, finetune) under ``out_dir``."""
+    started = time.perf_counter()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    device = resolve_device(config.device)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    if config.mode in ("finetune", "zeroshot"):  # fail on a bad checkpoint before generating data
+        model, norm, _ = load_checkpoint(config.pretrained)
+    test = load_fields(config.data_spec("test"), device=device)
+    if config.mode == "zeroshot":
+        check_compatible(norm, model, test, config.pretrained)
+        train = val = None
+    else:
+        train = load_fields(config.data_spec("train"), device=device)
+        val = load_fields(config.data_spec("val"), device=device)
+        if config.mode == "finetune":
+            check_compatible(norm, model, train, config.pretrained)
+        else:
+            norm = Normalization.fit(train)
+            torch.manual_seed(config.seed)
+            model = FNO2d(len(train.channel_names), 1, config.width, config.modes, config.layers)
+    model = model.to(device)
+    autocast = config.bf16 and device.type == "cuda"
+    batch_size = min(config.batch_size, config.n_train)
+    common = {
+        "mode": config.mode,
+        "batch_size": batch_size,
+        "n_params": model.config.n_params,
+        "flops_per_sample": model.config.flops_per_sample(config.resolution),
+        "device": str(device),
+        "node": platform.node(),
+        "started_at": started_at,
+        "code_version": __version__,
+    }
+    if config.mode == "zeroshot":
+        test_err = evaluate(model, norm, test, config.batch_size, autocast)
+        wall = time.perf_counter() - started
+        return TrialResult(
+            status="ok",
+            val_rel_l2=math.nan,
+            test_rel_l2=test_err,
+            train_loss=math.nan,
+            steps=0,
+            epochs=0.0,
+            best_step=0,
+            wall_s=wall,
+            train_s=0.0,
+            samples_per_s=0.0,
+            **common,
+        )
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    order = torch.randperm(config.n_train, generator=generator)
+    cursor, step, status, error = 0, 0, "ok", ""
+    best = (math.inf, 0, copy.deepcopy(model.state_dict()))
+    interval_loss, interval_steps, train_loss = 0.0, 0, math.nan
+    train_started = time.perf_counter()
+    model.train()
+    while step < config.steps:
+        if cursor + batch_size > config.n_train:  # new epoch: reshuffle
+            order, cursor = torch.randperm(config.n_train, generator=generator), 0
+        index = order[cursor : cursor + batch_size].to(device)
+        cursor += batch_size
+        x = norm.normalize_inputs(train.inputs(index))
+        y = norm.normalize_targets(train.targets(index))
+        for group in optimizer.param_groups:
+            group["lr"] = _cosine_lr(step, config.steps, config.lr)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            loss = F.mse_loss(model(x).float(), y)
+        if not torch.isfinite(loss):
+            status, error = "diverged", f"non-finite training loss at step {step}"
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        interval_loss += loss.item()
+        interval_steps += 1
+        if step % config.eval_every == 0 or step == config.steps:
+            train_loss = interval_loss / interval_steps
+            interval_loss, interval_steps = 0.0, 0
+            val_err = evaluate(model, norm, val, config.batch_size, autocast)
+            if val_err < best[0]:
+                best = (val_err, step, copy.deepcopy(model.state_dict()))
+            if report is not None:
+                report(step, step * batch_size / config.n_train, train_loss, val_err)
+    train_s = time.perf_counter() - train_started
+    if status == "ok" and not math.isfinite(best[0]):
+        status, error = "diverged", "validation error was never finite"
+    test_err = math.nan
+    checkpoint = ""
+    if status == "ok":
+        model.load_state_dict(best[2])
+        test_err = evaluate(model, norm, test, config.batch_size, autocast)
+        if out_dir is not None:
+            checkpoint = str(Path(out_dir) / "checkpoint.pt")
+            save_checkpoint(checkpoint, model, norm, config, best_step=best[1], val_rel_l2=best[0])
+    return TrialResult(
+        status=status,
+        val_rel_l2=best[0] if math.isfinite(best[0]) else math.nan,
+        test_rel_l2=test_err,
+        train_loss=train_loss,
+        steps=step,
+        epochs=step * batch_size / config.n_train,
+        best_step=best[1],
+        wall_s=time.perf_counter() - started,
+        train_s=train_s,
+        samples_per_s=step * batch_size / max(train_s, 1e-9),
+        error=error,
+        checkpoint=checkpoint,
+        **common,
+    )
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fno.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, help="TOML file of TrialConfig fields")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one field")
+    for name in ("mode", "family", "pretrained", "device"):
+        parser.add_argument(f"--{name}")
+    for name in ("n-train", "steps", "width", "modes", "resolution", "seed", "threads"):
+        parser.add_argument(f"--{name}", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--out", type=Path, required=True, help="folder for result.json and checkpoint.pt")
+    args = parser.parse_args(argv)
+    try:
+        fields: dict[str, Any] = {}
+        if args.config:
+            fields.update(load_toml(args.config))
+        for name in (
+            "mode",
+            "family",
+            "pretrained",
+            "device",
+            "n_train",
+            "steps",
+            "width",
+            "modes",
+            "resolution",
+            "seed",
+            "threads",
+            "lr",
+        ):
+            value = getattr(args, name)
+            if value is not None:
+                fields[name] = value
+        fields.update(parse_overrides(args.set))
+        config = TrialConfig.from_dict(fields)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    def progress(step: int, epoch: float, train_loss: float, val: float) -> None:
+        print(f"step {step:6d}  epoch {epoch:7.2f}  train loss {train_loss:.3e}  val rel L2 {val:.4f}", flush=True)
+
+    print(f"{config.mode} {config.family} n_train={config.n_train} on {resolve_device(config.device)}", flush=True)
+    try:
+        result = run_trial(config, progress, args.out)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "result.json").write_text(
+        json.dumps({"config": config.to_dict(), "result": result.to_dict()}, indent=1)
+    )
+    print(
+        f"{result.status}: test rel L2 {result.test_rel_l2:.4f} (best val {result.val_rel_l2:.4f} at step "
+        f"{result.best_step}), {result.train_s:.1f} s training; wrote {args.out / 'result.json'}"
+    )
+    return 0 if result.status == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

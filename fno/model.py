@@ -59,7 +59,7 @@ class SpectralConv2d(nn.Module):
         # FFTs and the complex contraction stay float32 under autocast (bf16 FFTs lose
         # too much, and most sizes have none).
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return self._forward(x.float())
+            return self._forward(x.to(self.weight.dtype))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, nx, ny, _ = x.shape

@@ -71,7 +71,9 @@ class SpectralConv2d(nn.Module):
         x_hat = torch.fft.rfft(x, dim=-1)[..., :m]  # (B, C, X, m) complex: only the kept ky
         x_hat = torch.fft.fft(x_hat, dim=-2)  # x-FFT on the kept columns only
         corners = torch.cat([x_hat[:, :, :m], x_hat[:, :, nx - m :]], dim=2)  # (B, C, 2m, m)
-        modes_first = corners.flatten(2).permute(2, 0, 1)  # (2m*m, B, C)
+        # (2m*m, B, C), made contiguous: batched complex GEMM on a strided view was 10-20%
+        # slower for the whole layer, forward + backward (measured at w32-m8 and w64-m16).
+        modes_first = corners.flatten(2).permute(2, 0, 1).contiguous()
         out = torch.bmm(modes_first, torch.view_as_complex(self.weight))  # (2m*m, B, O)
         out = out.permute(1, 2, 0).reshape(batch, self.out_channels, 2 * m, m)  # (B, O, 2m, m)
         gap = out.new_zeros(batch, self.out_channels, nx - 2 * m, m)  # the dropped kx rows

@@ -83,10 +83,17 @@ def build(impl: str, in_channels: int, width: int, modes: int) -> nn.Module:
     from neuralop.models import FNO
 
     return FNO(
-        n_modes=(2 * modes, 2 * modes - 2), in_channels=in_channels, out_channels=1, hidden_channels=width,
-        n_layers=4, lifting_channel_ratio=0, projection_channel_ratio=2, positional_embedding=None,
-        use_channel_mlp=False, fno_skip="linear",
-    )  # fmt: skip
+        n_modes=(2 * modes, 2 * modes - 2),
+        in_channels=in_channels,
+        out_channels=1,
+        hidden_channels=width,
+        n_layers=4,
+        lifting_channel_ratio=0,
+        projection_channel_ratio=2,
+        positional_embedding=None,
+        use_channel_mlp=False,
+        fno_skip="linear",
+    )
 
 
 def n_real_params(model: nn.Module) -> int:
@@ -126,8 +133,14 @@ def run_one(impl: str, preset: str, resolution: int, batch: int, device: str, mi
         peak_mb = torch.cuda.max_memory_allocated(dev) / 2**20
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"impl": impl, "preset": preset, "params": params, "step_s": statistics.median(times),
-            "samples_per_s": batch / statistics.median(times), "peak_mb": peak_mb}  # fmt: skip
+    return {
+        "impl": impl,
+        "preset": preset,
+        "params": params,
+        "step_s": statistics.median(times),
+        "samples_per_s": batch / statistics.median(times),
+        "peak_mb": peak_mb,
+    }
 
 
 def main() -> None:
@@ -146,20 +159,43 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one:
-        result = run_one(args.impls[0], args.presets[0], args.resolution, args.batch, args.device, args.min_time,
-                         args.compile and args.impls[0] == "fno-scaling")  # fmt: skip
+        result = run_one(
+            args.impls[0],
+            args.presets[0],
+            args.resolution,
+            args.batch,
+            args.device,
+            args.min_time,
+            args.compile and args.impls[0] == "fno-scaling",
+        )
         print(json.dumps(result))
         return
-    print(f"device {args.device}, torch {torch.__version__}, threads {args.threads or torch.get_num_threads()}, "
-          f"{args.resolution}x{args.resolution}, batch {args.batch}, {args.rounds} interleaved rounds, "
-          f"training step = forward + backward + Adam")  # fmt: skip
+    print(
+        f"device {args.device}, torch {torch.__version__}, threads {args.threads or torch.get_num_threads()}, "
+        f"{args.resolution}x{args.resolution}, batch {args.batch}, {args.rounds} interleaved rounds, "
+        f"training step = forward + backward + Adam"
+    )
     runs: dict[tuple[str, str], list[dict]] = {}
     for _ in range(args.rounds):
         for preset in args.presets:
             for impl in args.impls:
-                cmd = [sys.executable, __file__, "--one", "--impls", impl, "--presets", preset,
-                       "--resolution", str(args.resolution), "--batch", str(args.batch), "--device", args.device,
-                       "--min-time", str(args.min_time)]  # fmt: skip
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    "--impls",
+                    impl,
+                    "--presets",
+                    preset,
+                    "--resolution",
+                    str(args.resolution),
+                    "--batch",
+                    str(args.batch),
+                    "--device",
+                    args.device,
+                    "--min-time",
+                    str(args.min_time),
+                ]
                 if args.threads:
                     cmd += ["--threads", str(args.threads)]
                 if args.compile:

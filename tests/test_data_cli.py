@@ -31,8 +31,27 @@ def test_generate_then_check_passes(tmp_path):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_check_catches_a_wrong_solution(tmp_path, dtype, capsys):
     out = tmp_path / "ds"
-    assert main(["generate", "--family", "advdiff", "--range", "1", "2", "--samples", "6", "--resolution", "16",
-                 "--dtype", dtype, "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "generate",
+                "--family",
+                "advdiff",
+                "--range",
+                "1",
+                "2",
+                "--samples",
+                "6",
+                "--resolution",
+                "16",
+                "--dtype",
+                dtype,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert main(["check", str(out)]) == 0
     targets = np.load(out / "targets.npy")
     targets[[0, 1]] = targets[[1, 0]]  # swap two solutions

@@ -134,9 +134,32 @@ def test_config_from_toml_and_unknown_keys(tmp_path):
 
 def test_cli_writes_result_and_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
-    code = train.main(["--mode", "scratch", "--n-train", "8", "--steps", "4", "--resolution", "16", "--width", "8",
-                       "--modes", "4", "--set", "eval_every=2", "--set", "n_val=8", "--set", "n_test=8",
-                       "--device", "cpu", "--out", str(out)])  # fmt: skip
+    code = train.main(
+        [
+            "--mode",
+            "scratch",
+            "--n-train",
+            "8",
+            "--steps",
+            "4",
+            "--resolution",
+            "16",
+            "--width",
+            "8",
+            "--modes",
+            "4",
+            "--set",
+            "eval_every=2",
+            "--set",
+            "n_val=8",
+            "--set",
+            "n_test=8",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     saved = json.loads((out / "result.json").read_text())
     assert saved["result"]["status"] == "ok" and saved["config"]["n_train"] == 8

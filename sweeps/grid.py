@@ -1,0 +1,276 @@
+"""Presets -> the deterministic list of planned trials of a sweep, each with a stable key.
+
+Stage 1 pre-trains one model per (size, pre-training set). Stage 2 runs the downstream
+grid: size x pre-training set x family x shift x N x mode x lr x seed. Trials whose
+result cannot depend on a field do not repeat over it: scratch does not depend on
+the pre-training set; zero-shot depends on neither N, lr nor seed. Keys dedupe them.
+
+A key is a SHA-256 of the fields that define the experiment (the TrialConfig without
+its execution fields, with the pre-trained checkpoint named by its trial's key), so
+it is the same on every machine and for every storage location.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fno.config import load_toml
+from fno.model import PRESETS as SIZE_PRESETS
+from fno.physics.families import SHIFT_RANGE, SINGLE_FAMILIES
+from fno.train import TrialConfig
+
+PRESET_DIR = Path(__file__).parent / "presets"
+SHIFTS = ("none", "moderate", "large")
+DOWNSTREAM_MODES = ("scratch", "finetune", "zeroshot")
+EXECUTION_FIELDS = ("device", "threads", "bf16", "pretrained")  # not part of a key
+SIZE_PATTERN = re.compile(r"^w(\d+)-m(\d+)$")
+
+
+def parse_size(name: str) -> tuple[int, int]:
+    """'w32-m8' -> (32, 8): any width and modes, not only the named presets."""
+    if name in SIZE_PRESETS:
+        return SIZE_PRESETS[name]
+    match = SIZE_PATTERN.match(name)
+    if not match or min(int(match[1]), int(match[2])) < 1:
+        raise ValueError(f"sizes: {name!r} is not a size; use wWIDTH-mMODES, e.g. {', '.join(SIZE_PRESETS)}")
+    return int(match[1]), int(match[2])
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """Training settings of one stage (see TrialConfig for each field's meaning)."""
+
+    n_train: int = 512  # pre-training set size (stage 1 only; stage 2 uses the grid's N)
+    steps: int = 500
+    batch_size: int = 32
+    eval_every: int = 100
+    lr: float = 1e-3  # stage 1 only; stage 2 uses the grid's learning rates
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named sweep grid, loaded from TOML (sweeps/presets/*.toml), validated fully."""
+
+    name: str
+    resolution: int = 64
+    sizes: tuple[str, ...] = ("w16-m4",)
+    pretrain_families: tuple[str, ...] = ("poisson",)  # single families and/or "mixture"
+    families: tuple[str, ...] = ("poisson",)  # downstream families
+    shifts: tuple[str, ...] = ("none", "moderate")
+    n_train: tuple[int, ...] = (16, 64, 256)  # downstream N
+    modes: tuple[str, ...] = DOWNSTREAM_MODES
+    lrs: tuple[float, ...] = (1e-3,)
+    seeds: tuple[int, ...] = (0,)
+    n_val: int = 64
+    n_test: int = 64
+    data_seed: int = 0
+    ranges: Mapping[str, Mapping[str, tuple[float, float]]] = field(default_factory=dict)  # overrides SHIFT_RANGE
+    pretrain: StageSettings = StageSettings()
+    downstream: StageSettings = StageSettings(steps=300, batch_size=16, eval_every=50)
+
+    def __post_init__(self) -> None:
+        for name in ("sizes", "pretrain_families", "families", "shifts", "n_train", "modes", "lrs", "seeds"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not hasattr(value, "__iter__") or len(value) == 0:
+                raise ValueError(f"{name} must be a non-empty list, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        for size in self.sizes:
+            parse_size(size)
+        _subset(self.pretrain_families, (*SINGLE_FAMILIES, "mixture"), "pretrain_families")
+        _subset(self.families, SINGLE_FAMILIES, "families")
+        _subset(self.shifts, SHIFTS, "shifts")
+        _subset(self.modes, DOWNSTREAM_MODES, "modes")
+        for family, shifts in self.ranges.items():
+            _subset((family,), SINGLE_FAMILIES, "ranges")
+            _subset(tuple(shifts), SHIFTS, f"ranges.{family}")
+        # Build every trial once: each TrialConfig validates its own fields, so a bad
+        # value fails here, naming the field, before anything runs.
+        expand(self)
+
+    def shift_range(self, family: str, shift: str) -> tuple[float, float]:
+        return tuple(self.ranges.get(family, {}).get(shift, SHIFT_RANGE[family][shift]))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preset:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown preset fields {unknown}; allowed: {sorted(known)}")
+        data = dict(data)
+        for stage in ("pretrain", "downstream"):
+            if stage in data:
+                sub = data[stage]
+                allowed = {f.name for f in dataclasses.fields(StageSettings)}
+                bad = sorted(set(sub) - allowed)
+                if bad:
+                    raise ValueError(f"unknown fields {bad} in [{stage}]; allowed: {sorted(allowed)}")
+                data[stage] = dataclasses.replace(cls.__dataclass_fields__[stage].default, **sub)
+        return cls(**data)
+
+    @classmethod
+    def load(cls, name_or_path: str, overrides: Mapping[str, Any] | None = None) -> Preset:
+        """A preset by name (sweeps/presets/NAME.toml) or path, with dotted overrides applied."""
+        path = Path(name_or_path)
+        if not path.suffix:
+            path = PRESET_DIR / f"{name_or_path}.toml"
+        if not path.is_file():
+            names = sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+            raise ValueError(f"preset {name_or_path!r} not found; named presets: {', '.join(names)}")
+        data = load_toml(path)
+        data.setdefault("name", path.stem)
+        for key, value in (overrides or {}).items():
+            target = data
+            *parents, leaf = key.split(".")
+            for parent in parents:
+                target = target.setdefault(parent, {})
+            target[leaf] = value
+        return cls.from_dict(data)
+
+
+def _subset(values: tuple, allowed: tuple, name: str) -> None:
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise ValueError(f"{name}: {bad} not allowed; choose from {', '.join(map(str, allowed))}")
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """One trial of a sweep: its key, stage, config and where its pre-trained model comes from."""
+
+    key: str
+    stage: str  # pretrain | downstream
+    shift: str  # pretrain for stage 1
+    config: TrialConfig
+    pretrained_key: str = ""
+    pretrain_family: str = ""
+
+    @property
+    def name(self) -> str:
+        """A readable trial name for the dashboard and logs."""
+        c = self.config
+        if self.stage == "pretrain":
+            return f"pretrain-{c.family}-w{c.width}m{c.modes}-{self.key[:6]}"
+        return f"{c.mode}-{c.family}-{self.shift}-w{c.width}m{c.modes}-N{c.n_train}-lr{c.lr:g}-s{c.seed}-{self.key[:6]}"
+
+
+def trial_key(config: TrialConfig, pretrained_key: str = "") -> str:
+    fields = {k: v for k, v in config.to_dict().items() if k not in EXECUTION_FIELDS}
+    fields["pretrained_key"] = pretrained_key
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def expand(preset: Preset) -> list[PlannedTrial]:
+    """All trials of ``preset``, stage 1 first, in a deterministic order, without duplicates."""
+    trials: dict[str, PlannedTrial] = {}
+    pre = preset.pretrain
+    common = {
+        "resolution": preset.resolution,
+        "n_val": preset.n_val,
+        "n_test": preset.n_test,
+        "data_seed": preset.data_seed,
+    }
+    pretrained: dict[tuple[str, str], PlannedTrial] = {}
+    for size in preset.sizes:
+        width, modes = parse_size(size)
+        for family in preset.pretrain_families:
+            config = TrialConfig(
+                mode="pretrain",
+                family=family,
+                param_range=None,
+                n_train=pre.n_train,
+                width=width,
+                modes=modes,
+                lr=pre.lr,
+                batch_size=pre.batch_size,
+                steps=pre.steps,
+                eval_every=pre.eval_every,
+                seed=0,
+                **common,
+            )
+            planned = PlannedTrial(trial_key(config), "pretrain", "pretrain", config)
+            pretrained[(size, family)] = trials.setdefault(planned.key, planned)
+    for size in preset.sizes:
+        width, modes = parse_size(size)
+        for source in preset.pretrain_families:
+            for family in preset.families:
+                if source not in (family, "mixture"):
+                    continue  # a single-family model reads only its own family's channels
+                base = pretrained[(size, source)]
+                channels = "union" if source == "mixture" else "native"
+                for shift in preset.shifts:
+                    for n_train in preset.n_train:
+                        for mode in preset.modes:
+                            for lr in preset.lrs:
+                                for seed in preset.seeds:
+                                    planned = _downstream(
+                                        preset,
+                                        base,
+                                        source,
+                                        family,
+                                        shift,
+                                        n_train,
+                                        mode,
+                                        lr,
+                                        seed,
+                                        width,
+                                        modes,
+                                        channels,
+                                        common,
+                                    )
+                                    trials.setdefault(planned.key, planned)
+    return list(trials.values())
+
+
+def _downstream(preset, base, source, family, shift, n_train, mode, lr, seed, width, modes, channels, common):
+    down = preset.downstream
+    if mode == "zeroshot":  # no training: N, lr and seed cannot change the result
+        n_train, lr, seed = 1, 1e-3, 0
+    config = TrialConfig(
+        mode=mode,
+        family=family,
+        param_range=preset.shift_range(family, shift),
+        n_train=n_train,
+        width=width,
+        modes=modes,
+        lr=lr,
+        batch_size=down.batch_size,
+        steps=0 if mode == "zeroshot" else down.steps,
+        eval_every=down.eval_every,
+        seed=seed,
+        channels=channels if mode != "scratch" else "native",
+        pretrained=None if mode == "scratch" else f"<checkpoint of {base.key}>",
+        **common,
+    )
+    pretrained_key = "" if mode == "scratch" else base.key
+    return PlannedTrial(
+        trial_key(config, pretrained_key),
+        "downstream",
+        shift,
+        config,
+        pretrained_key,
+        "" if mode == "scratch" else source,
+    )
+
+
+def estimate_flops(trials: list[PlannedTrial]) -> float:
+    """Training FLOPs of the trials: 3x forward (forward + backward) per sample seen,
+    plus one forward per evaluated sample."""
+    from fno.model import FNOConfig
+
+    total = 0.0
+    for t in trials:
+        c = t.config
+        per_sample = FNOConfig(1, 1, c.width, c.modes, c.layers).flops_per_sample(c.resolution)
+        seen = c.steps * min(c.batch_size, c.n_train)
+        evals = math.ceil(c.steps / c.eval_every) * c.n_val + c.n_test if c.steps else c.n_test
+        total += per_sample * (3 * seen + evals)
+    return total

@@ -1,0 +1,194 @@
+"""Sweeps: grid expansion and keys, the results table, and whole sweeps on local Ray."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fno import results
+from sweeps import scaling
+from sweeps.grid import Preset, expand, trial_key
+
+ROOT = Path(__file__).resolve().parent.parent
+# A sweep that runs in seconds: one tiny size, two shifts, N = 8.
+TINY = [
+    "--set", "resolution=16", "--set", 'sizes=["w8-m4"]', "--set", 'shifts=["none","moderate"]',
+    "--set", "n_train=[8]", "--set", "lrs=[1e-3]", "--set", "pretrain.n_train=32", "--set", "pretrain.steps=20",
+    "--set", "pretrain.eval_every=10", "--set", "downstream.steps=10", "--set", "downstream.eval_every=5",
+    "--set", "n_val=8", "--set", "n_test=8",
+]  # fmt: skip
+TINY_TRIALS = 7  # 1 pretrain + 2 shifts x (scratch, finetune, zeroshot)
+
+
+def test_cpu_preset_expands_to_the_documented_grid():
+    trials = expand(Preset.load("cpu"))
+    by_mode = {m: sum(t.config.mode == m for t in trials) for m in ("pretrain", "scratch", "finetune", "zeroshot")}
+    # 2 sizes; downstream: 3 shifts x 3 N x 2 lr for scratch and finetune, 3 shifts for zeroshot
+    assert by_mode == {"pretrain": 2, "scratch": 36, "finetune": 36, "zeroshot": 6}
+    assert len({t.key for t in trials}) == len(trials) == 80
+    assert [t.stage for t in trials[:2]] == ["pretrain", "pretrain"]
+
+
+def test_keys_are_stable_and_follow_defining_fields():
+    trials = expand(Preset.load("cpu"))
+    again = expand(Preset.load("cpu"))
+    assert [t.key for t in trials] == [t.key for t in again]
+    # Pinned: the same key on every machine (a change here re-runs every stored sweep).
+    assert trials[0].key == PINNED_FIRST_KEY
+    config = trials[5].config
+    assert trial_key(config, trials[5].pretrained_key) == trials[5].key
+    import dataclasses
+
+    assert trial_key(dataclasses.replace(config, device="cuda", threads=8), trials[5].pretrained_key) == trials[5].key
+    assert trial_key(dataclasses.replace(config, lr=config.lr * 2), trials[5].pretrained_key) != trials[5].key
+    assert trial_key(config, "another-pretrained-model") != trials[5].key
+
+
+PINNED_FIRST_KEY = "790da5122f8f04fc628c36df"
+
+
+def test_paper_preset_is_the_full_grid():
+    trials = expand(Preset.load("paper"))
+    assert sum(t.stage == "pretrain" for t in trials) == 16  # 4 sizes x 4 pre-training sets
+    assert len(trials) == 7108
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ('families=["burgers"]', r"families: \['burgers'\] not allowed"),
+        ('sizes=["big"]', "sizes: 'big' is not a size"),
+        ('shifts=["huge"]', r"shifts: \['huge'\] not allowed"),
+        ("n_train=[0]", "n_train must be an integer >= 1, got 0"),
+        ("lrs=[-1.0]", "need lr > 0"),
+        ("n_train=[]", "n_train must be a non-empty list"),
+        ("epochs=3", r"unknown preset fields \['epochs'\]"),
+        ("pretrain.warmup=3", r"unknown fields \['warmup'\] in \[pretrain\]"),
+        ('sizes=["w8-m9"]', "modes=9 is too many for a 16 x 16 grid"),
+    ],
+)
+def test_bad_presets_fail_before_ray_starts(override, match, capsys, tmp_path):
+    import ray
+
+    args = ["--out", str(tmp_path), "--set", "resolution=16", "--set", override]
+    assert scaling.main(args) == 2
+    assert not ray.is_initialized()
+    import re
+
+    assert re.search(match, capsys.readouterr().err)
+
+
+def test_unknown_preset_names_the_available_ones(capsys):
+    assert scaling.main(["--preset", "nope"]) == 2
+    assert "named presets: cpu, paper" in capsys.readouterr().err
+
+
+def test_dry_run_prints_the_plan(capsys, tmp_path):
+    assert scaling.main(["--preset", "paper", "--dry-run", "--throughput", "1e14", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "7108 trials" in out and "stage pretrain: 16 trials" in out and "trial-hours" in out
+
+
+# ---------------------------------------------------------------------------- results
+
+
+def _row(key="k1", **kw):
+    row = {c: None for c in results.COLUMNS}
+    row.update(key=key, sweep="s", stage="downstream", family="poisson", shift="none", param_lo=1.0, param_hi=5.0,
+               mode="scratch", width=8, modes=4, layers=4, n_params=10, flops_per_sample=1.0, n_train=8,
+               resolution=16, lr=1e-3, epochs=1.0, steps=10, batch_size=8, seed=0, pretrained_key="",
+               pretrain_family="", val_rel_l2=0.5, test_rel_l2=0.6, train_loss=0.1, status="ok", error="",
+               wall_s=1.0, train_s=0.5, samples_per_s=10.0, device="cpu", node="n", started_at="t",
+               code_version="0")  # fmt: skip
+    row.update(kw)
+    return row
+
+
+def test_results_round_trip_and_rewrite_by_key(tmp_path):
+    results.write_row(tmp_path, _row("a"))
+    results.write_row(tmp_path, _row("b", status="failed", test_rel_l2=math.nan, error="boom"))
+    results.write_row(tmp_path, _row("a", test_rel_l2=0.4))  # same key: replaces, never duplicates
+    table = results.read_results(tmp_path)
+    assert table.schema == results.SCHEMA and table.num_rows == 2
+    rows = {r["key"]: r for r in table.to_pylist()}
+    assert rows["a"]["test_rel_l2"] == 0.4 and rows["b"]["error"] == "boom"
+    assert results.finished_keys(tmp_path) == {"a", "b"}
+    assert results.finished_keys(tmp_path, include_failed=False) == {"a"}
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_bad_rows_and_corrupt_files_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"missing \['status'\]"):
+        results.write_row(tmp_path, {k: v for k, v in _row().items() if k != "status"})
+    with pytest.raises(ValueError, match="status must be one of ok, diverged, failed"):
+        results.write_row(tmp_path, _row(status="crashed"))
+    (tmp_path / "junk.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(ValueError, match=r"results file .*junk.parquet is corrupt"):
+        results.read_results(tmp_path)
+    (tmp_path / "junk.parquet").unlink()
+    pq.write_table(pa.table({"x": [1]}), tmp_path / "other.parquet")
+    with pytest.raises(ValueError, match="does not have the results schema"):
+        results.read_results(tmp_path)
+
+
+# ------------------------------------------------------------------------ whole sweeps
+
+
+def _sweep_rows(out: Path, sweep="cpu"):
+    import pandas as pd
+
+    return pd.read_parquet(out / sweep / "results")
+
+
+def test_a_tiny_sweep_end_to_end_then_resume(tmp_path, capsys):
+    assert scaling.main(["--out", str(tmp_path), "--no-dashboard", *TINY]) == 0
+    df = _sweep_rows(tmp_path)
+    assert len(df) == TINY_TRIALS and df["key"].is_unique and set(df["status"]) == {"ok"}
+    assert set(df["mode"]) == {"pretrain", "scratch", "finetune", "zeroshot"}
+    finetune = df[df["mode"] == "finetune"]
+    pretrain_key = df[df["mode"] == "pretrain"]["key"].item()
+    assert (finetune["pretrained_key"] == pretrain_key).all()
+    assert (tmp_path / "cpu" / "checkpoints" / pretrain_key / "checkpoint.pt").is_file()
+    capsys.readouterr()
+    assert scaling.main(["--out", str(tmp_path), "--no-dashboard", *TINY]) == 0  # nothing left to run
+    assert f"all {TINY_TRIALS} trials already done" in capsys.readouterr().out
+    assert len(_sweep_rows(tmp_path)) == TINY_TRIALS
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_finishes(tmp_path):
+    # CUDA requested on a machine without it: every trial raises at run time.
+    code = scaling.main(["--out", str(tmp_path), "--no-dashboard", "--device", "cuda", "--max-retries", "1", *TINY])
+    assert code == 0
+    df = _sweep_rows(tmp_path)
+    assert len(df) == TINY_TRIALS and set(df["status"]) == {"failed"}
+    pretrain = df[df["mode"] == "pretrain"].iloc[0]
+    assert "CUDA is not available" in pretrain["error"]
+    finetune = df[df["mode"] == "finetune"].iloc[0]
+    assert "pre-training trial" in finetune["error"] and "failed" in finetune["error"]
+
+
+def test_killed_driver_resumes_without_duplicates(tmp_path):
+    cmd = [sys.executable, str(ROOT / "sweeps" / "scaling.py"), "--out", str(tmp_path), "--no-dashboard",
+           "--concurrency", "1", *TINY]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    results_dir = tmp_path / "cpu" / "results"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(results_dir.glob("*.parquet"))) < 2:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+    proc.wait()
+    before = len(list(results_dir.glob("*.parquet")))
+    assert 2 <= before < TINY_TRIALS, "the driver should have been killed mid-sweep"
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    df = _sweep_rows(tmp_path)
+    assert len(df) == TINY_TRIALS and df["key"].is_unique and set(df["status"]) == {"ok"}
+    assert f"skipped {before} already done" in done.stdout

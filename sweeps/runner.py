@@ -177,6 +177,7 @@ class RunSettings:
     max_retries: int = 1
     device: str = "auto"
     verbose: int = 0  # Tune's own console output (0: only our progress lines)
+    retry_failed: bool = False  # run keys recorded as failed again (their rows are replaced)
 
 
 def run_trials(
@@ -192,7 +193,7 @@ def run_trials(
     results_dir = sweep_dir / "results"
     counts: Counter = Counter()
     for stage in ("pretrain", "downstream"):
-        done = finished_keys(results_dir)
+        done = finished_keys(results_dir, include_failed=not settings.retry_failed)
         pending = [t for t in trials if t.stage == stage and t.key not in done]
         if not pending:
             continue

@@ -52,6 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions allowed, e.g. 0.25")
     p.add_argument("--concurrency", type=int, default=None, help="trials at once (default: as resources allow)")
     p.add_argument("--max-retries", type=int, default=1, help="retries of a trial that raises")
+    p.add_argument("--retry-failed", action="store_true", help="run trials recorded as failed again")
     p.add_argument("--num-cpus", type=int, default=None, help="local Ray: CPUs to use (default: all)")
     p.add_argument("--dashboard-host", default="127.0.0.1", help="local Ray dashboard bind address")
     p.add_argument("--no-dashboard", action="store_true", help="local Ray without the dashboard")
@@ -144,6 +145,21 @@ def start_ray(args: argparse.Namespace, sweep_dir: Path) -> None:
         )
 
 
+def check_resources(args: argparse.Namespace) -> None:
+    """Refuse requests no node can satisfy (Tune would leave such trials PENDING forever)."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    most_gpus = max((r.get("GPU", 0) for r in nodes), default=0)
+    most_cpus = max((r.get("CPU", 0) for r in nodes), default=0)
+    if args.gpus_per_trial > most_gpus or args.cpus_per_trial > most_cpus:
+        ray.shutdown()
+        raise SystemExit(
+            f"error: a trial asks for {args.cpus_per_trial} CPUs and {args.gpus_per_trial} GPUs, but the largest "
+            f"node has {most_cpus:g} CPUs and {most_gpus:g} GPUs; lower --cpus-per-trial / --gpus-per-trial"
+        )
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -155,14 +171,26 @@ def main(argv=None) -> int:
         print_plan(trials, sweep_dir, args.throughput)
         return 0
     started = time.perf_counter()
-    done = set(read_results(sweep_dir / "results").column("key").to_pylist())
+    table = read_results(sweep_dir / "results")
+    done = {
+        k
+        for k, s in zip(table.column("key").to_pylist(), table.column("status").to_pylist(), strict=True)
+        if not (args.retry_failed and s == "failed")
+    }
     skipped = sum(t.key in done for t in trials)
     if skipped == len(trials):
         print(f"sweep {sweep}: all {len(trials)} trials already done; results: {sweep_dir / 'results'}")
         return 0
     start_ray(args, sweep_dir)
+    check_resources(args)
     settings = RunSettings(
-        args.cpus_per_trial, args.gpus_per_trial, args.concurrency, args.max_retries, args.device, args.verbose
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        concurrency=args.concurrency,
+        max_retries=args.max_retries,
+        device=args.device,
+        verbose=args.verbose,
+        retry_failed=args.retry_failed,
     )
     try:
         counts = run_trials(trials, sweep, sweep_dir, settings)

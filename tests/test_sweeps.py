@@ -172,6 +172,15 @@ def test_a_failing_trial_is_recorded_and_the_sweep_finishes(tmp_path):
     assert "CUDA is not available" in pretrain["error"]
     finetune = df[df["mode"] == "finetune"].iloc[0]
     assert "pre-training trial" in finetune["error"] and "failed" in finetune["error"]
+    # Once the cause is fixed, --retry-failed runs exactly the failed keys again.
+    assert scaling.main(["--out", str(tmp_path), "--no-dashboard", "--retry-failed", *TINY]) == 0
+    df = _sweep_rows(tmp_path)
+    assert len(df) == TINY_TRIALS and df["key"].is_unique and set(df["status"]) == {"ok"}
+
+
+def test_requests_that_fit_no_node_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit, match=r"a trial asks for 1\.0 CPUs and 1\.0 GPUs, but the largest node has"):
+        scaling.main(["--out", str(tmp_path), "--no-dashboard", "--gpus-per-trial", "1", *TINY])
 
 
 def test_killed_driver_resumes_without_duplicates(tmp_path):

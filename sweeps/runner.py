@@ -110,8 +110,12 @@ def _trainable(config: dict[str, Any]) -> None:
     def report(step: int, epoch: float, train_loss: float, val_rel_l2: float) -> None:
         tune.report({"step": step, "epoch": epoch, "train_loss": train_loss, "val_rel_l2": val_rel_l2})
 
-    result = run_trial(trial_config, report, spec["out_dir"] or None)
-    tune.report({"trial_result": result.to_dict(), "val_rel_l2": result.val_rel_l2, "step": result.steps})
+    import ray
+
+    result = run_trial(trial_config, report, spec["out_dir"] or None).to_dict()
+    # Host name plus Ray node id: two Ray nodes on one host stay distinguishable.
+    result["node"] = f"{result['node']}/{ray.get_runtime_context().get_node_id()[:12]}"
+    tune.report({"trial_result": result, "val_rel_l2": result["val_rel_l2"], "step": result["steps"]})
 
 
 @dataclass

@@ -131,6 +131,9 @@ def start_ray(args: argparse.Namespace, sweep_dir: Path) -> None:
         print(f"connected to Ray cluster at {address}: {len(nodes)} nodes")
         return
     context = ray.init(
+        # "local": always a new, private instance. Without it, ray.init joins whatever
+        # /tmp/ray/ray_current_cluster names, even a cluster that has since died.
+        address="local",
         num_cpus=args.num_cpus,
         include_dashboard=not args.no_dashboard,
         dashboard_host=args.dashboard_host,

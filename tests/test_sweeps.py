@@ -1,5 +1,6 @@
 """Sweeps: grid expansion and keys, the results table, and whole sweeps on local Ray."""
 
+import contextlib
 import math
 import os
 import signal
@@ -19,11 +20,31 @@ from sweeps.grid import Preset, expand, trial_key
 ROOT = Path(__file__).resolve().parent.parent
 # A sweep that runs in seconds: one tiny size, two shifts, N = 8.
 TINY = [
-    "--set", "resolution=16", "--set", 'sizes=["w8-m4"]', "--set", 'shifts=["none","moderate"]',
-    "--set", "n_train=[8]", "--set", "lrs=[1e-3]", "--set", "pretrain.n_train=32", "--set", "pretrain.steps=20",
-    "--set", "pretrain.eval_every=10", "--set", "downstream.steps=10", "--set", "downstream.eval_every=5",
-    "--set", "n_val=8", "--set", "n_test=8",
-]  # fmt: skip
+    "--set",
+    "resolution=16",
+    "--set",
+    'sizes=["w8-m4"]',
+    "--set",
+    'shifts=["none","moderate"]',
+    "--set",
+    "n_train=[8]",
+    "--set",
+    "lrs=[1e-3]",
+    "--set",
+    "pretrain.n_train=32",
+    "--set",
+    "pretrain.steps=20",
+    "--set",
+    "pretrain.eval_every=10",
+    "--set",
+    "downstream.steps=10",
+    "--set",
+    "downstream.eval_every=5",
+    "--set",
+    "n_val=8",
+    "--set",
+    "n_test=8",
+]
 TINY_TRIALS = 7  # 1 pretrain + 2 shifts x (scratch, finetune, zeroshot)
 
 
@@ -101,12 +122,42 @@ def test_dry_run_prints_the_plan(capsys, tmp_path):
 
 def _row(key="k1", **kw):
     row = {c: None for c in results.COLUMNS}
-    row.update(key=key, sweep="s", stage="downstream", family="poisson", shift="none", param_lo=1.0, param_hi=5.0,
-               mode="scratch", width=8, modes=4, layers=4, n_params=10, flops_per_sample=1.0, n_train=8,
-               resolution=16, lr=1e-3, epochs=1.0, steps=10, batch_size=8, seed=0, pretrained_key="",
-               pretrain_family="", val_rel_l2=0.5, test_rel_l2=0.6, train_loss=0.1, status="ok", error="",
-               wall_s=1.0, train_s=0.5, samples_per_s=10.0, device="cpu", node="n", started_at="t",
-               code_version="0")  # fmt: skip
+    row.update(
+        key=key,
+        sweep="s",
+        stage="downstream",
+        family="poisson",
+        shift="none",
+        param_lo=1.0,
+        param_hi=5.0,
+        mode="scratch",
+        width=8,
+        modes=4,
+        layers=4,
+        n_params=10,
+        flops_per_sample=1.0,
+        n_train=8,
+        resolution=16,
+        lr=1e-3,
+        epochs=1.0,
+        steps=10,
+        batch_size=8,
+        seed=0,
+        pretrained_key="",
+        pretrain_family="",
+        val_rel_l2=0.5,
+        test_rel_l2=0.6,
+        train_loss=0.1,
+        status="ok",
+        error="",
+        wall_s=1.0,
+        train_s=0.5,
+        samples_per_s=10.0,
+        device="cpu",
+        node="n",
+        started_at="t",
+        code_version="0",
+    )
     row.update(kw)
     return row
 
@@ -184,8 +235,16 @@ def test_requests_that_fit_no_node_are_refused(tmp_path, capsys):
 
 
 def test_killed_driver_resumes_without_duplicates(tmp_path):
-    cmd = [sys.executable, str(ROOT / "sweeps" / "scaling.py"), "--out", str(tmp_path), "--no-dashboard",
-           "--concurrency", "1", *TINY]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "sweeps" / "scaling.py"),
+        "--out",
+        str(tmp_path),
+        "--no-dashboard",
+        "--concurrency",
+        "1",
+        *TINY,
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     results_dir = tmp_path / "cpu" / "results"
@@ -201,3 +260,80 @@ def test_killed_driver_resumes_without_duplicates(tmp_path):
     df = _sweep_rows(tmp_path)
     assert len(df) == TINY_TRIALS and df["key"].is_unique and set(df["status"]) == {"ok"}
     assert f"skipped {before} already done" in done.stdout
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_node_cluster_on_loopback(tmp_path):
+    """--cluster against a real two-node Ray cluster (both nodes on this machine)."""
+    import secrets
+
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "PYTHONUNBUFFERED": "1"}
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1"]
+    nodes = [
+        subprocess.Popen(
+            [ray_cli, "start", "--head", "--port", str(port), "--include-dashboard=false", *common],
+            start_new_session=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    try:
+        time.sleep(5)
+        nodes.append(
+            subprocess.Popen(
+                [ray_cli, "start", "--address", address, *common],
+                start_new_session=True,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        count = f"import ray; ray.init(address={address!r}); print(sum(n['Alive'] for n in ray.nodes()))"
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            out = subprocess.run([sys.executable, "-c", count], capture_output=True, text=True, env=env, timeout=60)
+            if out.stdout.strip().endswith("2"):
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("the worker node did not join the head node")
+        sweep = [sys.executable, str(ROOT / "sweeps" / "scaling.py"), "--cluster", "--address", address, *TINY]
+        refused = subprocess.run(
+            [*sweep, "--out", str(tmp_path / "local")], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert refused.returncode != 0 and "pass --storage" in refused.stderr
+        done = subprocess.run(
+            [*sweep, "--storage", str(tmp_path / "shared")], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "2 nodes" in done.stdout
+        df = _sweep_rows(tmp_path / "shared")
+        assert len(df) == TINY_TRIALS and set(df["status"]) == {"ok"}
+        assert df["node"].nunique() == 2, df["node"].tolist()  # trials ran on both nodes
+    finally:
+        # End both nodes by their process groups (never `ray stop`, which ends every Ray
+        # process on the machine). `ray start --block` can outlive SIGTERM: then SIGKILL.
+        for node in nodes:
+            os.killpg(node.pid, signal.SIGTERM)
+        deadline = time.time() + 10
+        for node in nodes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.wait(timeout=max(0.1, deadline - time.time()))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+        # A killed head leaves its address behind, where a later plain ray.init() would look.
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.exists() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()

@@ -137,7 +137,11 @@ class Progress:
         eta = left * mean / max(1, self.concurrency)
         status = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
         metric = f"test {row['test_rel_l2']:.4f}" if row["status"] == "ok" else row["error"][:80]
-        print(f"[{done}/{self.total} done: {status}; about {eta / 60:.1f} min left] {name}: {metric}", flush=True)
+        print(
+            f"[{done}/{self.total} done ({status}), {left} running or pending, about {eta / 60:.1f} min left] "
+            f"{name}: {metric}",
+            flush=True,
+        )
 
 
 class _RowWriter:

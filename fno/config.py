@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 if sys.version_info >= (3, 11):
@@ -41,3 +43,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
         out[key.strip()] = parse_value(value.strip())
     return out
+
+
+def check_known_fields(cls: type, data: Mapping[str, Any], label: str) -> None:
+    """Refuse keys of ``data`` that are not fields of the dataclass ``cls``, naming both sets."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {label} fields {unknown}; allowed: {sorted(known)}")

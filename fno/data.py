@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from fno import __version__
+from fno.config import check_known_fields
 from fno.physics import families
 from fno.physics.families import CHANNELS, FAMILIES, PARAMS, PRETRAIN_RANGE, SINGLE_FAMILIES, UNION_CHANNELS
 from fno.physics.streams import MAX_SAMPLES_PER_SPLIT, SPLIT_OFFSET, stream_key
@@ -178,10 +179,7 @@ class DatasetSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DatasetSpec:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown DatasetSpec fields {sorted(unknown)}; allowed: {sorted(known)}")
+        check_known_fields(cls, data, "DatasetSpec")
         return cls(**data)
 
 

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from fno import __version__
-from fno.config import load_toml, parse_overrides
+from fno.config import check_known_fields, load_toml, parse_overrides
 from fno.data import DatasetSpec, Fields, Normalization, load_fields
 from fno.model import FNO2d, FNOConfig, check_modes
 
@@ -124,10 +124,7 @@ class TrialConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrialConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown TrialConfig fields {unknown}; allowed: {sorted(known)}")
+        check_known_fields(cls, data, "TrialConfig")
         return cls(**data)
 
     @classmethod

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fno.config import load_toml
+from fno.config import check_known_fields, load_toml
 from fno.model import PRESETS as SIZE_PRESETS
 from fno.physics.families import SHIFT_RANGE, SINGLE_FAMILIES
 from fno.train import TrialConfig
@@ -100,18 +100,12 @@ class Preset:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Preset:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown preset fields {unknown}; allowed: {sorted(known)}")
+        check_known_fields(cls, data, "preset")
         data = dict(data)
         for stage in ("pretrain", "downstream"):
             if stage in data:
                 sub = data[stage]
-                allowed = {f.name for f in dataclasses.fields(StageSettings)}
-                bad = sorted(set(sub) - allowed)
-                if bad:
-                    raise ValueError(f"unknown fields {bad} in [{stage}]; allowed: {sorted(allowed)}")
+                check_known_fields(StageSettings, sub, f"[{stage}]")
                 data[stage] = dataclasses.replace(cls.__dataclass_fields__[stage].default, **sub)
         return cls(**data)
 

@@ -91,7 +91,7 @@ def test_paper_preset_is_the_full_grid():
         ("lrs=[-1.0]", "need lr > 0"),
         ("n_train=[]", "n_train must be a non-empty list"),
         ("epochs=3", r"unknown preset fields \['epochs'\]"),
-        ("pretrain.warmup=3", r"unknown fields \['warmup'\] in \[pretrain\]"),
+        ("pretrain.warmup=3", r"unknown \[pretrain\] fields \['warmup'\]"),
         ('sizes=["w8-m9"]', "modes=9 is too many for a 16 x 16 grid"),
     ],
 )

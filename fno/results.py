@@ -105,8 +105,17 @@ def read_results(results_dir: str | os.PathLike) -> pa.Table:
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
 
+def statuses(results_dir: str | os.PathLike) -> dict[str, str]:
+    """key -> status of every row under ``results_dir``."""
+    table = read_results(results_dir)
+    return dict(zip(table.column("key").to_pylist(), table.column("status").to_pylist(), strict=True))
+
+
+def skip_keys(status: Mapping[str, str], include_failed: bool = True) -> set[str]:
+    """Keys a run skips: those with a row (failed ones too, unless ``include_failed`` is False)."""
+    return {k for k, s in status.items() if include_failed or s != "failed"}
+
+
 def finished_keys(results_dir: str | os.PathLike, include_failed: bool = True) -> set[str]:
     """Keys with a row (optionally leaving out failed ones, so they are run again)."""
-    table = read_results(results_dir)
-    keys, statuses = table.column("key").to_pylist(), table.column("status").to_pylist()
-    return {k for k, s in zip(keys, statuses, strict=True) if include_failed or s != "failed"}
+    return skip_keys(statuses(results_dir), include_failed)

@@ -24,7 +24,7 @@ from typing import Any
 
 from fno import __version__
 from fno.model import FNOConfig
-from fno.results import finished_keys, read_results, write_row
+from fno.results import skip_keys, statuses, write_row
 from fno.train import TrialConfig, run_trial
 from sweeps.grid import PlannedTrial
 
@@ -201,11 +201,12 @@ def run_trials(
     results_dir = sweep_dir / "results"
     counts: Counter = Counter()
     for stage in ("pretrain", "downstream"):
-        done = finished_keys(results_dir, include_failed=not settings.retry_failed)
+        status = statuses(results_dir)  # one read of the table per stage
+        done = skip_keys(status, include_failed=not settings.retry_failed)
         pending = [t for t in trials if t.stage == stage and t.key not in done]
         if not pending:
             continue
-        runnable = _prepare(pending, sweep, sweep_dir, results_dir, settings, counts)
+        runnable = _prepare(pending, status, sweep, sweep_dir, results_dir, settings, counts)
         progress = Progress(len(runnable), settings.concurrency or 1)
         for lo in range(0, len(runnable), TRIAL_BATCH):
             batch = runnable[lo : lo + TRIAL_BATCH]
@@ -235,10 +236,11 @@ def run_trials(
     return counts
 
 
-def _prepare(pending, sweep, sweep_dir, results_dir, settings, counts):
-    """(trial, spec) pairs to submit; downstream trials without a usable checkpoint get a failed row."""
-    table = read_results(results_dir)
-    status = dict(zip(table.column("key").to_pylist(), table.column("status").to_pylist(), strict=True))
+def _prepare(pending, status, sweep, sweep_dir, results_dir, settings, counts):
+    """(trial, spec) pairs to submit; downstream trials without a usable checkpoint get a failed row.
+
+    status: key -> status of the rows already written (from ``fno.results.statuses``).
+    """
     runnable = []
     threads = max(1, int(settings.cpus_per_trial))
     for trial in pending:

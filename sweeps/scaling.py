@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `fno` and `sweeps` import
     sys.path.insert(0, str(ROOT))
 
 from fno.config import parse_overrides  # noqa: E402
-from fno.results import read_results  # noqa: E402
+from fno.results import finished_keys, read_results  # noqa: E402
 from sweeps.grid import Preset, estimate_flops, expand  # noqa: E402
 from sweeps.runner import RunSettings, run_trials  # noqa: E402
 
@@ -174,12 +174,7 @@ def main(argv=None) -> int:
         print_plan(trials, sweep_dir, args.throughput)
         return 0
     started = time.perf_counter()
-    table = read_results(sweep_dir / "results")
-    done = {
-        k
-        for k, s in zip(table.column("key").to_pylist(), table.column("status").to_pylist(), strict=True)
-        if not (args.retry_failed and s == "failed")
-    }
+    done = finished_keys(sweep_dir / "results", include_failed=not args.retry_failed)
     skipped = sum(t.key in done for t in trials)
     if skipped == len(trials):
         print(f"sweep {sweep}: all {len(trials)} trials already done; results: {sweep_dir / 'results'}")

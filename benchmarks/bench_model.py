@@ -1,6 +1,7 @@
 """Training-step throughput and peak memory of FNO2d against two references of equal size.
 
-One training step = forward, MSE loss, backward, Adam step, on random data. Compared,
+One training step = forward, MSE loss, backward, Adam step (each implementation its own:
+fused Adam for ours, as fno.train uses, plain Adam for the references), on random data. Compared,
 at equal width, layers and retained modes (parameter counts printed side by side):
 
 - fno-scaling:    ``fno.model.FNO2d``
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fno.model import PRESETS, FNO2d
+from fno.train import make_optimizer
 
 IMPLEMENTATIONS = ("fno-scaling", "li-style", "neuraloperator")
 
@@ -109,7 +111,12 @@ def run_one(impl: str, preset: str, resolution: int, batch: int, device: str, mi
     params = n_real_params(model)
     if compile_:
         model = torch.compile(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    # Each implementation's own optimizer: ours is fno.train's (fused Adam where
+    # available), the references' the plain torch.optim.Adam their code uses.
+    if impl == "fno-scaling":
+        optimizer = make_optimizer(model, lr=1e-4)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.randn(batch, 4, resolution, resolution, device=dev)
     y = torch.randn(batch, 1, resolution, resolution, device=dev)
 

@@ -255,16 +255,18 @@ def _downstream(preset, base, source, family, shift, n_train, mode, lr, seed, wi
     )
 
 
-def estimate_flops(trials: list[PlannedTrial]) -> float:
-    """Training FLOPs of the trials: 3x forward (forward + backward) per sample seen,
+def trial_flops(trial: PlannedTrial) -> float:
+    """Training FLOPs of one trial: 3x forward (forward + backward) per sample seen,
     plus one forward per evaluated sample."""
     from fno.model import FNOConfig
 
-    total = 0.0
-    for t in trials:
-        c = t.config
-        per_sample = FNOConfig(1, 1, c.width, c.modes, c.layers).flops_per_sample(c.resolution)
-        seen = c.steps * min(c.batch_size, c.n_train)
-        evals = math.ceil(c.steps / c.eval_every) * c.n_val + c.n_test if c.steps else c.n_test
-        total += per_sample * (3 * seen + evals)
-    return total
+    c = trial.config
+    per_sample = FNOConfig(1, 1, c.width, c.modes, c.layers).flops_per_sample(c.resolution)
+    seen = c.steps * min(c.batch_size, c.n_train)
+    evals = math.ceil(c.steps / c.eval_every) * c.n_val + c.n_test if c.steps else c.n_test
+    return per_sample * (3 * seen + evals)
+
+
+def estimate_flops(trials: list[PlannedTrial]) -> float:
+    """Training FLOPs of the trials (sum of ``trial_flops``)."""
+    return sum(trial_flops(t) for t in trials)

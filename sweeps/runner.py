@@ -1,10 +1,17 @@
 """Run planned trials on Ray Tune; write one results row per finished trial; resume by key.
 
 Resume does not use ``Tuner.restore`` or any search-algorithm state: before each
-stage the runner reads the results folder and submits only the keys that have no
+phase the runner reads the results folder and submits only the keys that have no
 row there. Rows are written by the driver, one Parquet file per trial, the moment
 Tune reports the trial finished, so a driver killed with SIGKILL loses only the
 trials that were running, and the same command continues the sweep.
+
+Order of execution: two phases. First every trial that needs no checkpoint (the
+pre-training runs and the scratch runs), then every trial that loads one (fine-tune
+and zero-shot). Within a phase the most expensive trials start first (longest
+processing time first), so the short scratch trials fill the slots while the
+pre-training runs finish instead of leaving cores idle at the phase boundary. The
+``stage`` column (pretrain / downstream) is unaffected.
 
 Trials that raise are retried (``max_retries``) by Tune and then recorded with status
 ``failed`` and their error; downstream trials whose pre-training failed are recorded
@@ -26,9 +33,16 @@ from fno import __version__
 from fno.model import FNOConfig
 from fno.results import skip_keys, statuses, write_row
 from fno.train import TrialConfig, run_trial
-from sweeps.grid import PlannedTrial
+from sweeps.grid import PlannedTrial, trial_flops
 
 TRIAL_BATCH = 256  # trials per Tuner.fit(): bounds driver memory and scheduler load on huge grids
+
+# Execution phases: (name, does this trial belong here). A trial loads a checkpoint
+# exactly when it has a pretrained_key, and such trials run only after the first phase.
+PHASES: tuple[tuple[str, Callable[[PlannedTrial], bool]], ...] = (
+    ("independent", lambda t: not t.pretrained_key),  # pre-training and scratch
+    ("from-pretrained", lambda t: bool(t.pretrained_key)),  # fine-tune and zero-shot
+)
 
 
 def checkpoint_path(sweep_dir: Path, key: str) -> Path:
@@ -195,15 +209,16 @@ def run_trials(
     settings: RunSettings,
     on_batch: Callable[[int], None] | None = None,
 ) -> Counter:
-    """Run ``trials`` (stage 1 before stage 2) that have no row yet; return status counts of this run."""
+    """Run ``trials`` that have no row yet, in ``PHASES`` order; return status counts of this run."""
     from ray import tune
 
     results_dir = sweep_dir / "results"
     counts: Counter = Counter()
-    for stage in ("pretrain", "downstream"):
-        status = statuses(results_dir)  # one read of the table per stage
+    for phase, belongs in PHASES:
+        status = statuses(results_dir)  # one read of the table per phase
         done = skip_keys(status, include_failed=not settings.retry_failed)
-        pending = [t for t in trials if t.stage == stage and t.key not in done]
+        pending = [t for t in trials if belongs(t) and t.key not in done]
+        pending.sort(key=trial_flops, reverse=True)  # stable: grid order among equals
         if not pending:
             continue
         runnable = _prepare(pending, status, sweep, sweep_dir, results_dir, settings, counts)
@@ -222,7 +237,7 @@ def run_trials(
                     trial_dirname_creator=lambda t: t.config["trial"]["key"],
                 ),
                 run_config=tune.RunConfig(
-                    name=f"{sweep}-{stage}",
+                    name=f"{sweep}-{phase}",
                     storage_path=str((sweep_dir / "ray").resolve()),
                     failure_config=tune.FailureConfig(max_failures=settings.max_retries, fail_fast=False),
                     callbacks=[_RowWriter(planned, results_dir, sweep, progress)],

@@ -1,17 +1,18 @@
 """Run planned trials on Ray Tune; write one results row per finished trial; resume by key.
 
 Resume does not use ``Tuner.restore`` or any search-algorithm state: before each
-phase the runner reads the results folder and submits only the keys that have no
+batch the runner reads the results folder and submits only the keys that have no
 row there. Rows are written by the driver, one Parquet file per trial, the moment
 Tune reports the trial finished, so a driver killed with SIGKILL loses only the
 trials that were running, and the same command continues the sweep.
 
-Order of execution: two phases. First every trial that needs no checkpoint (the
-pre-training runs and the scratch runs), then every trial that loads one (fine-tune
-and zero-shot). Within a phase the most expensive trials start first (longest
-processing time first), so the short scratch trials fill the slots while the
-pre-training runs finish instead of leaving cores idle at the phase boundary. The
-``stage`` column (pretrain / downstream) is unaffected.
+Order of execution, driver-side and without a stage barrier: a small Tune searcher
+hands out pre-training trials first, then every trial whose inputs are ready, the
+most expensive first (longest processing time first). A fine-tune or zero-shot
+trial becomes ready the moment its own pre-training finishes ``ok``; while it
+waits, scratch trials keep the slots busy. Nothing waits inside a trial, so a
+retried pre-training can never queue behind the trials that wait for it. The
+``stage`` column (pretrain / downstream) says what a trial is, not when it ran.
 
 Trials that raise are retried (``max_retries``) by Tune and then recorded with status
 ``failed`` and their error; downstream trials whose pre-training failed are recorded
@@ -20,12 +21,13 @@ as failed without running. Nothing stops the sweep early (no fail_fast).
 
 from __future__ import annotations
 
+import heapq
 import math
 import platform
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +38,6 @@ from fno.train import TrialConfig, run_trial
 from sweeps.grid import PlannedTrial, trial_flops
 
 TRIAL_BATCH = 256  # trials per Tuner.fit(): bounds driver memory and scheduler load on huge grids
-
-# Execution phases: (name, does this trial belong here). A trial loads a checkpoint
-# exactly when it has a pretrained_key, and such trials run only after the first phase.
-PHASES: tuple[tuple[str, Callable[[PlannedTrial], bool]], ...] = (
-    ("independent", lambda t: not t.pretrained_key),  # pre-training and scratch
-    ("from-pretrained", lambda t: bool(t.pretrained_key)),  # fine-tune and zero-shot
-)
 
 
 def checkpoint_path(sweep_dir: Path, key: str) -> Path:
@@ -129,7 +124,9 @@ def _trainable(config: dict[str, Any]) -> None:
     result = run_trial(trial_config, report, spec["out_dir"] or None).to_dict()
     # Host name plus Ray node id: two Ray nodes on one host stay distinguishable.
     result["node"] = f"{result['node']}/{ray.get_runtime_context().get_node_id()[:12]}"
-    tune.report({"trial_result": result, "val_rel_l2": result["val_rel_l2"], "step": result["steps"]})
+    # trial_status at the top level: Tune hands searchers the result flattened.
+    final = {"trial_result": result, "trial_status": result["status"]}
+    tune.report({**final, "val_rel_l2": result["val_rel_l2"], "step": result["steps"]})
 
 
 @dataclass
@@ -158,35 +155,110 @@ class Progress:
         )
 
 
+@dataclass
+class Recorder:
+    """Writes each finished trial's row (atomically, at once) and reports progress."""
+
+    results_dir: Path
+    sweep: str
+    progress: Progress
+
+    def record(self, trial: PlannedTrial, result: dict[str, Any] | None, error: str = "") -> None:
+        row = result_row(trial, self.sweep, result, error)
+        write_row(self.results_dir, row)
+        self.progress.finished(trial.name, row)
+
+
 class _RowWriter:
-    """Tune callback (built lazily so this module imports without Ray): writes rows."""
+    """Tune callback (built lazily so this module imports without Ray): records rows."""
 
     def __new__(cls, *args, **kwargs):
         from ray import tune
 
         class RowWriter(tune.Callback):
-            def __init__(self, planned: dict[str, PlannedTrial], results_dir: Path, sweep: str, progress: Progress):
-                self.planned, self.results_dir, self.sweep, self.progress = planned, results_dir, sweep, progress
+            def __init__(self, planned: dict[str, PlannedTrial], recorder: Recorder):
+                self.planned, self.recorder = planned, recorder
 
-            def _write(self, trial, result, error=""):
-                planned = self.planned[trial.config["trial"]["key"]]
-                row = result_row(planned, self.sweep, result, error)
-                write_row(self.results_dir, row)
-                self.progress.finished(planned.name, row)
+            def _planned(self, trial) -> PlannedTrial:
+                return self.planned[trial.config["trial"]["key"]]
 
             def on_trial_complete(self, iteration, trials, trial, **info):
                 result = (trial.last_result or {}).get("trial_result")
                 if result is None:
-                    self._write(trial, None, "trial ended without a result")
+                    self.recorder.record(self._planned(trial), None, "trial ended without a result")
                 else:
-                    self._write(trial, result)
+                    self.recorder.record(self._planned(trial), result)
 
             def on_trial_error(self, iteration, trials, trial, **info):
                 error = trial.error_file and Path(trial.error_file).exists() and Path(trial.error_file).read_text()
                 last = (error or "trial raised").strip().splitlines()[-1]
-                self._write(trial, None, last[:2000])
+                self.recorder.record(self._planned(trial), None, last[:2000])
 
         return RowWriter(*args, **kwargs)
+
+
+class DependencyOrder:
+    """Which trial to start next: ready trials, pre-training first, then most FLOPs first.
+
+    A trial that loads a checkpoint waits (is not handed out) until the pre-training
+    trial of its ``pretrained_key`` finishes; if that ends in anything but ``ok``, the
+    waiting trials are recorded as failed without running. Plain Python: ``tune_searcher``
+    wraps it for Tune.
+    """
+
+    def __init__(self, specs: Sequence[tuple[PlannedTrial, dict]], running_pretrains: set[str], recorder: Recorder):
+        self.recorder = recorder
+        self.waiting: dict[str, list[tuple[PlannedTrial, dict]]] = {}
+        self.ready: list[tuple[tuple, int, PlannedTrial, dict]] = []
+        self.issued: dict[str, str] = {}  # Tune trial id -> key, for trials that gate others
+        self._order = 0
+        for trial, spec in specs:
+            if trial.pretrained_key in running_pretrains:
+                self.waiting.setdefault(trial.pretrained_key, []).append((trial, spec))
+            else:
+                self._push(trial, spec)
+
+    def _push(self, trial: PlannedTrial, spec: dict) -> None:
+        self._order += 1  # ties keep the grid's order
+        heapq.heappush(self.ready, ((trial.stage != "pretrain", -trial_flops(trial)), self._order, trial, spec))
+
+    def next_trial(self, trial_id: str) -> dict | str | None:
+        """The next trial's Tune config; None if none is ready yet; "FINISHED" when none is left."""
+        if self.ready:
+            _, _, trial, spec = heapq.heappop(self.ready)
+            if trial.key in self.waiting:
+                self.issued[trial_id] = trial.key
+            return {"trial": spec}
+        return None if self.waiting else "FINISHED"
+
+    def trial_finished(self, trial_id: str, result: dict | None, error: bool) -> None:
+        key = self.issued.pop(trial_id, None)
+        if key is None:
+            return
+        status = "failed" if error else (result or {}).get("trial_status", "failed")
+        for trial, spec in self.waiting.pop(key, []):
+            if status == "ok":
+                self._push(trial, spec)
+            else:
+                self.recorder.record(trial, None, f"pre-training trial {key} is {status}; its checkpoint is not usable")
+
+
+def tune_searcher(order: DependencyOrder):
+    """``order`` as a Ray Tune Searcher (built lazily so this module imports without Ray)."""
+    from ray.tune.search import Searcher
+
+    class DependencySearcher(Searcher):
+        def set_search_properties(self, metric, mode, config, **spec) -> bool:
+            return True
+
+        def suggest(self, trial_id: str):
+            config = order.next_trial(trial_id)
+            return Searcher.FINISHED if config == "FINISHED" else config
+
+        def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+            order.trial_finished(trial_id, result, error)
+
+    return DependencySearcher()
 
 
 @dataclass
@@ -195,7 +267,7 @@ class RunSettings:
 
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
-    concurrency: int | None = None  # None: as many as the resources allow
+    concurrency: int | None = None  # None: as many as the cluster's resources allow at the start
     max_retries: int = 1
     device: str = "auto"
     verbose: int = 0  # Tune's own console output (0: only our progress lines)
@@ -209,56 +281,85 @@ def run_trials(
     settings: RunSettings,
     on_batch: Callable[[int], None] | None = None,
 ) -> Counter:
-    """Run ``trials`` that have no row yet, in ``PHASES`` order; return status counts of this run."""
+    """Run the ``trials`` that have no row yet; return the status counts of this run.
+
+    Batches of ``TRIAL_BATCH`` trials, trials that need no checkpoint first, so that a
+    batch's fine-tune trials find their pre-training in the same or an earlier batch.
+    """
+    results_dir = sweep_dir / "results"
+    status = statuses(results_dir)
+    done = skip_keys(status, include_failed=not settings.retry_failed)
+    pending = [t for t in trials if t.key not in done]
+    pending.sort(key=lambda t: (bool(t.pretrained_key), -trial_flops(t)))  # stable
+    if settings.concurrency is None:
+        settings = replace(settings, concurrency=resource_slots(settings))
+    recorder = Recorder(results_dir, sweep, Progress(len(pending), settings.concurrency))
+    for lo in range(0, len(pending), TRIAL_BATCH):
+        batch = pending[lo : lo + TRIAL_BATCH]
+        if lo:
+            status = statuses(results_dir)  # one read of the table per batch
+        _run_batch(batch, status, sweep, sweep_dir, settings, recorder)
+        if on_batch is not None:
+            on_batch(len(batch))
+    return recorder.progress.counts
+
+
+def resource_slots(settings: RunSettings) -> int:
+    """How many trials the connected Ray cluster can run at once, by CPUs and GPUs per trial.
+
+    Given to Tune as max_concurrent_trials: with a custom searcher and no limit, Tune
+    keeps only one trial pending, which starts trials one at a time.
+    """
+    import ray
+
+    total = ray.cluster_resources()
+    slots = total.get("CPU", 1.0) // settings.cpus_per_trial if settings.cpus_per_trial > 0 else math.inf
+    if settings.gpus_per_trial > 0:
+        slots = min(slots, total.get("GPU", 0.0) // settings.gpus_per_trial)
+    return max(1, int(min(slots, 10_000)))
+
+
+def _run_batch(batch, status, sweep, sweep_dir, settings, recorder) -> None:
     from ray import tune
 
-    results_dir = sweep_dir / "results"
-    counts: Counter = Counter()
-    for phase, belongs in PHASES:
-        status = statuses(results_dir)  # one read of the table per phase
-        done = skip_keys(status, include_failed=not settings.retry_failed)
-        pending = [t for t in trials if belongs(t) and t.key not in done]
-        pending.sort(key=trial_flops, reverse=True)  # stable: grid order among equals
-        if not pending:
-            continue
-        runnable = _prepare(pending, status, sweep, sweep_dir, results_dir, settings, counts)
-        progress = Progress(len(runnable), settings.concurrency or 1)
-        for lo in range(0, len(runnable), TRIAL_BATCH):
-            batch = runnable[lo : lo + TRIAL_BATCH]
-            planned = {p.key: p for p, _ in batch}
-            resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
-            tuner = tune.Tuner(
-                tune.with_resources(_trainable, resources),
-                param_space={"trial": tune.grid_search([spec for _, spec in batch])},
-                tune_config=tune.TuneConfig(
-                    max_concurrent_trials=settings.concurrency,
-                    reuse_actors=True,
-                    trial_name_creator=lambda t, names=planned: names[t.config["trial"]["key"]].name,
-                    trial_dirname_creator=lambda t: t.config["trial"]["key"],
-                ),
-                run_config=tune.RunConfig(
-                    name=f"{sweep}-{phase}",
-                    storage_path=str((sweep_dir / "ray").resolve()),
-                    failure_config=tune.FailureConfig(max_failures=settings.max_retries, fail_fast=False),
-                    callbacks=[_RowWriter(planned, results_dir, sweep, progress)],
-                    verbose=settings.verbose,
-                ),
-            )
-            tuner.fit()
-            if on_batch is not None:
-                on_batch(len(batch))
-        counts.update(progress.counts)
-    return counts
+    specs = _prepare(batch, status, sweep_dir, settings, recorder)
+    if not specs:
+        return
+    running_pretrains = {t.key for t in batch if t.stage == "pretrain"}
+    planned = {p.key: p for p, _ in specs}
+    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    tuner = tune.Tuner(
+        tune.with_resources(_trainable, resources),
+        tune_config=tune.TuneConfig(
+            search_alg=tune_searcher(DependencyOrder(specs, running_pretrains, recorder)),
+            num_samples=len(specs),
+            max_concurrent_trials=settings.concurrency,
+            reuse_actors=True,
+            trial_name_creator=lambda t: planned[t.config["trial"]["key"]].name,
+            trial_dirname_creator=lambda t: t.config["trial"]["key"],
+        ),
+        run_config=tune.RunConfig(
+            name=sweep,
+            storage_path=str((sweep_dir / "ray").resolve()),
+            failure_config=tune.FailureConfig(max_failures=settings.max_retries, fail_fast=False),
+            callbacks=[_RowWriter(planned, recorder)],
+            verbose=settings.verbose,
+        ),
+    )
+    tuner.fit()
 
 
-def _prepare(pending, status, sweep, sweep_dir, results_dir, settings, counts):
-    """(trial, spec) pairs to submit; downstream trials without a usable checkpoint get a failed row.
+def _prepare(batch, status, sweep_dir, settings, recorder):
+    """(trial, spec) pairs to submit; a trial whose checkpoint cannot come gets a failed row.
 
     status: key -> status of the rows already written (from ``fno.results.statuses``).
+    A checkpoint can come if its pre-training is in this batch or finished ``ok`` and
+    its file is there.
     """
     runnable = []
     threads = max(1, int(settings.cpus_per_trial))
-    for trial in pending:
+    in_batch = {t.key for t in batch if t.stage == "pretrain"}
+    for trial in batch:
         config = trial.config.to_dict()
         config.update(device=settings.device, threads=threads)
         out_dir = ""
@@ -266,11 +367,11 @@ def _prepare(pending, status, sweep, sweep_dir, results_dir, settings, counts):
             out_dir = str(checkpoint_path(sweep_dir, trial.key).parent.resolve())
         elif trial.pretrained_key:
             path = checkpoint_path(sweep_dir, trial.pretrained_key)
-            if status.get(trial.pretrained_key) != "ok" or not path.is_file():
+            usable = status.get(trial.pretrained_key) == "ok" and path.is_file()
+            if trial.pretrained_key not in in_batch and not usable:
                 why = status.get(trial.pretrained_key, "missing")
                 error = f"pre-training trial {trial.pretrained_key} is {why}; its checkpoint {path} is not usable"
-                write_row(results_dir, result_row(trial, sweep, None, error))
-                counts["failed"] += 1
+                recorder.record(trial, None, error)
                 continue
             config["pretrained"] = str(path.resolve())
         runnable.append((trial, {"key": trial.key, "config": config, "out_dir": out_dir}))

@@ -15,7 +15,7 @@ import pytest
 
 from fno import results
 from sweeps import scaling
-from sweeps.grid import Preset, expand, trial_key
+from sweeps.grid import Preset, expand, trial_flops, trial_key
 
 ROOT = Path(__file__).resolve().parent.parent
 # A sweep that runs in seconds: one tiny size, two shifts, N = 8.
@@ -337,3 +337,44 @@ def test_two_node_cluster_on_loopback(tmp_path):
         current = Path("/tmp/ray/ray_current_cluster")
         if current.exists() and current.read_text().strip().endswith(f":{port}"):
             current.unlink()
+
+
+def _order_of_cpu_preset(tmp_path):
+    from sweeps.runner import DependencyOrder, Progress, Recorder
+
+    trials = expand(Preset.load("cpu"))
+    recorder = Recorder(tmp_path, "cpu", Progress(len(trials), 2))
+    pretrains = {t.key for t in trials if t.stage == "pretrain"}
+    return trials, DependencyOrder([(t, {"key": t.key}) for t in trials], pretrains, recorder)
+
+
+def test_dependency_order_starts_pretraining_first_and_holds_fine_tuning_until_its_checkpoint(tmp_path):
+    trials, order = _order_of_cpu_preset(tmp_path)
+    by_key = {t.key: t for t in trials}
+    handed = [by_key[order.next_trial(f"t{i}")["trial"]["key"]] for i in range(2)]
+    assert {t.stage for t in handed} == {"pretrain"}
+    # Until a pre-training ends, only scratch trials come, the most expensive first.
+    scratch = [by_key[order.next_trial(f"s{i}")["trial"]["key"]] for i in range(36)]
+    assert {t.config.mode for t in scratch} == {"scratch"}
+    cost = [trial_flops(t) for t in scratch]
+    assert cost == sorted(cost, reverse=True) and cost[0] > cost[-1]
+    assert order.next_trial("wait") is None  # fine-tune and zero-shot wait for their checkpoints
+    order.trial_finished("t0", {"trial_status": "ok"}, error=False)
+    released = [by_key[order.next_trial(f"r{i}")["trial"]["key"]] for i in range(21)]
+    assert {t.pretrained_key for t in released} == {handed[0].key}
+    assert order.next_trial("wait") is None
+    # The other pre-training fails: its 21 dependents are recorded as failed, not run.
+    order.trial_finished("t1", None, error=True)
+    assert order.next_trial("end") == "FINISHED"
+    df = results.read_results(tmp_path).to_pandas()
+    assert len(df) == 21 and set(df["status"]) == {"failed"} and set(df["pretrained_key"]) == {handed[1].key}
+    assert df["error"].str.contains(f"pre-training trial {handed[1].key} is failed").all()
+
+
+def test_dependency_order_treats_a_diverged_pretraining_as_unusable(tmp_path):
+    _, order = _order_of_cpu_preset(tmp_path)
+    first = order.next_trial("t0")["trial"]["key"]
+    order.trial_finished("t0", {"trial_status": "diverged"}, error=False)
+    df = results.read_results(tmp_path).to_pandas()
+    assert len(df) == 21 and set(df["pretrained_key"]) == {first}
+    assert df["error"].str.contains("is diverged").all()

@@ -276,7 +276,7 @@ def run_trial(
 ) -> TrialResult:
     """Run one trial; write ``checkpoint.pt`` (pretrain, scratch, finetune) under ``out_dir``."""
     started = time.perf_counter()
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     device = resolve_device(config.device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)

@@ -258,6 +258,13 @@ def tune_searcher(order: DependencyOrder):
         def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
             order.trial_finished(trial_id, result, error)
 
+        # Nothing to save: a sweep resumes from its results table, never from searcher state.
+        def save(self, checkpoint_path: str) -> None:
+            pass
+
+        def restore(self, checkpoint_path: str) -> None:
+            pass
+
     return DependencySearcher()
 
 

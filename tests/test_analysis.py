@@ -1,0 +1,149 @@
+"""Analysis: power-law fits, learning-rate selection, data-efficiency gain, the report."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.fit import data_efficiency_gain, fit_curve, fit_curves, saturating, select_points
+from fno.results import SCHEMA
+
+N_VALUES = 2 ** np.arange(3, 16)  # the paper's N = 2^3 .. 2^15
+
+
+def results_table(curves: dict, lrs=(1e-3,), seeds=(0,), noise=0.0, rng=None, n_values=N_VALUES) -> pd.DataFrame:
+    """A results table whose test errors follow given curves: {(mode, width): (a, b, c)}.
+
+    Validation error is 1.1 x the test error; zero-shot rows (N = 1) have none.
+    """
+    rng = rng or np.random.default_rng(0)
+    rows = []
+    for (mode, width), (a, b, c) in curves.items():
+        for n in n_values if mode != "zeroshot" else [1]:
+            for lr in lrs:
+                for seed in seeds:
+                    err = saturating(n, a, b, c) * math.exp(noise * rng.normal()) if noise else saturating(n, a, b, c)
+                    rows.append(_row(mode, width, int(n), lr, seed, err, err * 1.1 if mode != "zeroshot" else math.nan))
+    return pd.DataFrame(rows)
+
+
+def _row(mode, width, n, lr, seed, test, val, status="ok", error=""):
+    row = {field.name: None for field in SCHEMA}
+    row.update(
+        key=f"{mode}-{width}-{n}-{lr}-{seed}",
+        sweep="synthetic",
+        stage="downstream",
+        family="poisson",
+        shift="none",
+        mode=mode,
+        width=width,
+        modes=4,
+        layers=4,
+        n_params=1000 * width,
+        n_train=n,
+        lr=lr,
+        seed=seed,
+        pretrain_family="poisson" if mode in ("finetune", "zeroshot") else "",
+        val_rel_l2=val,
+        test_rel_l2=test,
+        status=status,
+        error=error,
+        wall_s=1.0,
+    )
+    return row
+
+
+@pytest.mark.parametrize("a,b,c", [(1.0, 0.5, 0.01), (3.0, 0.8, 0.0), (0.5, 0.3, 0.05), (2.0, 1.5, 0.001)])
+def test_noise_free_curves_recover_the_exponent(a, b, c):
+    fit = fit_curve(N_VALUES, saturating(N_VALUES, a, b, c))
+    assert abs(fit["b"] / b - 1) < 1e-6
+    assert fit["a"] == pytest.approx(a, rel=1e-5) and fit["c"] == pytest.approx(c, rel=1e-4, abs=1e-9)
+    assert fit["rms_log_residual"] < 1e-8 and fit["warning"] == ""
+    assert fit["extrapolation_error"] < 1e-6
+
+
+def test_the_95_percent_interval_covers_the_true_exponent_in_at_least_90_of_100_noisy_replicates():
+    rng = np.random.default_rng(2026)
+    a, b, c = 1.0, 0.5, 0.01
+    covered = 0
+    for replicate in range(100):
+        noisy = saturating(N_VALUES, a, b, c) * np.exp(rng.normal(0.0, 0.05, len(N_VALUES)))
+        fit = fit_curve(N_VALUES, noisy, seed=replicate)
+        assert fit["b_lo"] <= fit["b"] <= fit["b_hi"]
+        covered += fit["b_lo"] <= b <= fit["b_hi"]
+    assert covered >= 90, covered
+
+
+def test_pure_power_law_is_fitted_in_log_space():
+    fit = fit_curve(N_VALUES, 2.0 * N_VALUES**-0.7)
+    assert fit["b_pow"] == pytest.approx(0.7, rel=1e-12) and fit["a_pow"] == pytest.approx(2.0, rel=1e-12)
+
+
+def test_untrustworthy_curves_are_flagged():
+    three = fit_curve([8, 16, 32], [0.5, 0.4, 0.3])
+    assert "barely determined" in three["warning"]
+    two = fit_curve([8, 16], [0.5, 0.4])
+    assert "no fit" in two["warning"] and math.isnan(two["b"])
+    steep = fit_curve(N_VALUES, saturating(N_VALUES, 1e6, 8.0, 0.01))  # b far beyond the search range
+    assert "did not converge" in steep["warning"]
+
+
+def test_learning_rate_is_chosen_by_validation_error_not_test_error():
+    rows = []
+    for n in (8, 16, 32, 64):
+        # lr 1e-3: best validation, worse test; lr 1e-2: worse validation, best test.
+        rows.append(_row("scratch", 8, n, 1e-3, 0, test=0.5 / n**0.5, val=0.1))
+        rows.append(_row("scratch", 8, n, 1e-2, 0, test=0.1 / n**0.5, val=0.2))
+    points = select_points(pd.DataFrame(rows))
+    assert (points["lr"] == 1e-3).all()
+    assert np.allclose(points["test_rel_l2"], 0.5 / points["n_train"] ** 0.5)
+    fits = fit_curves(pd.DataFrame(rows))
+    assert fits["a"].item() == pytest.approx(0.5, rel=1e-5)
+
+
+def test_seeds_are_averaged_and_their_spread_kept():
+    rows = [_row("scratch", 8, n, 1e-3, s, test=0.1 * (1 + s), val=0.1 * (1 + s)) for n in (8, 16) for s in (0, 1)]
+    points = select_points(pd.DataFrame(rows))
+    assert np.allclose(points["test_rel_l2"], 0.15) and np.allclose(points["test_std"], np.std([0.1, 0.2], ddof=1))
+    assert (points["n_seeds"] == 2).all()
+
+
+def test_failed_and_diverged_rows_are_not_points():
+    df = results_table({("scratch", 8): (1.0, 0.5, 0.0)})
+    bad = pd.DataFrame([_row("scratch", 8, 8, 1e-3, 1, 1e-9, 1e-9, status="diverged")])
+    points = select_points(pd.concat([df, bad]))
+    assert points["test_rel_l2"].min() > 1e-3
+
+
+def test_data_efficiency_gain_has_the_known_answer():
+    # scratch 1 N^-0.5, fine-tune 0.1 N^-0.5: reaching error e takes (1/e)^2 and (0.1/e)^2 examples.
+    df = results_table({("scratch", 8): (1.0, 0.5, 0.0), ("finetune", 8): (0.1, 0.5, 0.0)})
+    gain = data_efficiency_gain(df, target_error=0.01)
+    assert len(gain) == 1
+    row = gain.iloc[0]
+    assert row["gain"] == pytest.approx(100.0, rel=1e-6)
+    assert row["n_scratch"] == pytest.approx(1e4, rel=1e-6) and row["n_finetune"] == pytest.approx(100.0, rel=1e-6)
+    assert row["gain_lo"] <= row["gain"] <= row["gain_hi"]
+    # With a floor: scratch 1 N^-0.5 + 0.002 needs (1 / (e - 0.002))^2.
+    df = results_table({("scratch", 8): (1.0, 0.5, 0.002), ("finetune", 8): (0.1, 0.5, 0.0)})
+    row = data_efficiency_gain(df, target_error=0.01).iloc[0]
+    assert row["gain"] == pytest.approx((1 / 0.008) ** 2 / (0.1 / 0.01) ** 2, rel=1e-5)
+
+
+def test_gain_outside_the_fine_tune_range_or_below_the_scratch_floor():
+    df = results_table({("scratch", 8): (1.0, 0.5, 0.05), ("finetune", 8): (0.5, 0.5, 0.0)})
+    outside = data_efficiency_gain(df, target_error=0.9).iloc[0]  # fine-tune is below 0.9 everywhere
+    assert math.isnan(outside["gain"]) and "outside" in outside["note"]
+    floor = data_efficiency_gain(df, target_error=0.01).iloc[0]  # scratch never gets below 0.05
+    assert math.isinf(floor["gain"]) and "levels off" in floor["note"]
+    default = data_efficiency_gain(df).iloc[0]  # the fine-tune curve's error at its smallest N
+    assert default["target_error"] == pytest.approx(0.5 / 8**0.5, rel=1e-6)
+    with pytest.raises(ValueError, match="target_error"):
+        data_efficiency_gain(df, target_error=-1.0)
+
+
+def test_a_table_missing_required_columns_is_refused_by_name():
+    df = results_table({("scratch", 8): (1.0, 0.5, 0.0)}).drop(columns=["val_rel_l2"])
+    with pytest.raises(ValueError, match=r"lacks required columns \['val_rel_l2'\]"):
+        fit_curves(df)

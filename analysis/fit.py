@@ -65,11 +65,12 @@ CONFIDENCE = 0.95
 
 def check_columns(df: pd.DataFrame, required: Sequence[str] = REQUIRED_COLUMNS) -> None:
     """Raise ValueError naming the missing columns of a results table."""
+    required = list(dict.fromkeys(required))
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(
-            f"results table lacks required columns {missing}; a sweep's table (fno.results.SCHEMA) has "
-            f"{', '.join(required)}"
+            f"results table lacks required columns {missing}; this needs {', '.join(required)} "
+            "(a sweep's table, fno.results.SCHEMA, has them all)"
         )
 
 
@@ -254,11 +255,9 @@ def fit_curve(n: Sequence[float], err: Sequence[float], n_boot: int = 200, seed:
     n, y = n[order], y[order]
     m = len(n)
     row: dict = {"n_points": m, "n_min": int(n[0]) if m else 0, "n_max": int(n[-1]) if m else 0}
-    nan_fit = dict.fromkeys(
-        ["a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "c", "c_lo", "c_hi", "rms_log_residual", "r2_log"]
-        + ["extrapolation_error", "a_pow", "b_pow", "b_pow_lo", "b_pow_hi", "rms_log_residual_pow"],
-        math.nan,
-    )
+    saturating_fields = ["a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "c", "c_lo", "c_hi", "rms_log_residual", "r2_log"]
+    power_fields = ["extrapolation_error", "a_pow", "b_pow", "b_pow_lo", "b_pow_hi", "rms_log_residual_pow"]
+    nan_fit = dict.fromkeys([*saturating_fields, *power_fields], math.nan)
     if m < 3 or len(np.unique(n)) < 3:
         return {**row, **nan_fit, "warning": f"only {len(np.unique(n))} distinct N: no fit", "boot": None}
     rng = np.random.default_rng(seed)
@@ -269,9 +268,9 @@ def fit_curve(n: Sequence[float], err: Sequence[float], n_boot: int = 200, seed:
     boot_a, boot_b, boot_c, boot_sse = _fit_saturating(n, _residual_bootstrap(fitted, y, 3, n_boot, rng))
     boot_se = _standard_errors(n, boot_a, boot_b, boot_c, boot_sse)  # (n_boot, 3)
     (a_lo, a_hi), (b_lo, b_hi), (c_lo, c_hi) = (
-        _studentized_interval(est, se[i], boot, boot_se[:, i])
+        _studentized_interval(est, se[i], boot, boot_se[:, i]) if m > 3 else (math.nan, math.nan)
         for i, (est, boot) in enumerate(((a, boot_a), (b, boot_b), (c, boot_c)))
-    )
+    )  # three points fit three parameters exactly: no residuals, no interval
     log_res = np.log(y / fitted)
     log_y = np.log(y)
     total = ((log_y - log_y.mean()) ** 2).sum()

@@ -2,19 +2,24 @@
 
 The table of a sweep is the folder ``<out>/<sweep>/results/``: every finished trial
 is written there as ``<key>.parquet`` (one row, atomic: temp file + rename), so a
-crash never loses a finished row, a re-run never duplicates one (same key, same
-file), and the folder reads as one dataset with ``pandas.read_parquet(folder)``.
+crash never loses a finished row and a re-run never duplicates one (same key, same
+file). ``compact`` merges those files into one ``part-<ns>.parquet`` (written before
+the merged files are removed), because opening 100,000 one-row files took over a
+minute; a sweep compacts after every batch. ``read_results`` reads both kinds and
+keeps one row per key: a one-row file over a part, a newer part over an older one.
 This schema is the contract between the sweeps and the analysis.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 STATUSES = ("ok", "diverged", "failed")
@@ -86,23 +91,72 @@ def write_row(results_dir: str | os.PathLike, row: Mapping[str, Any]) -> Path:
     return path
 
 
-def read_results(results_dir: str | os.PathLike) -> pa.Table:
-    """All rows under ``results_dir`` as one table of SCHEMA (empty if there are none).
+PART_PREFIX = "part-"  # compacted files: part-<time in ns>.parquet, so names sort by age
 
-    A file that is not a readable row of this schema is an error naming the file
+
+def _read_file(path: Path) -> pa.Table:
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowInvalid, OSError) as err:
+        raise ValueError(f"results file {path} is corrupt ({err}); move it aside and re-run") from err
+    if set(table.schema.names) != set(COLUMNS):
+        raise ValueError(f"results file {path} does not have the results schema (columns {table.schema.names})")
+    return table.select(list(COLUMNS)).cast(SCHEMA)
+
+
+def _result_files(directory: Path) -> list[Path]:
+    """Parquet files in precedence order: parts oldest first, then one-row files."""
+    files = sorted(directory.glob("*.parquet")) if directory.exists() else []
+    parts = [p for p in files if p.name.startswith(PART_PREFIX)]
+    return parts + [p for p in files if not p.name.startswith(PART_PREFIX)]
+
+
+def _latest_per_key(tables: list[pa.Table]) -> pa.Table:
+    """Concatenate; where a key repeats, keep its last row."""
+    table = pa.concat_tables(tables)
+    if len(tables) < 2:
+        return table
+    index = pa.array(range(table.num_rows), pa.int64())
+    last = table.select(["key"]).append_column("row", index).group_by("key").aggregate([("row", "max")])
+    keep = pc.sort_indices(last.column("row_max"))
+    return table.take(pc.take(last.column("row_max"), keep))
+
+
+def read_results(results_dir: str | os.PathLike) -> pa.Table:
+    """All rows under ``results_dir`` as one table of SCHEMA, one row per key (empty if none).
+
+    A file that is not a readable table of this schema is an error naming the file
     (move it aside to go on); temp files of interrupted writes are ignored.
     """
+    tables = [_read_file(path) for path in _result_files(Path(results_dir))]
+    return _latest_per_key(tables) if tables else SCHEMA.empty_table()
+
+
+def compact(results_dir: str | os.PathLike) -> int:
+    """Merge every results file into one new part file; return the rows it holds.
+
+    Safe against crashes (the part is complete on disk before any file it replaces is
+    removed; a leftover duplicate is resolved by ``read_results``) and against rows
+    written meanwhile (only the files read are removed). Does nothing with fewer than
+    two files, or if a file vanished while reading (another process compacting).
+    """
     directory = Path(results_dir)
-    tables = []
-    for path in sorted(directory.glob("*.parquet")) if directory.exists() else []:
-        try:
-            table = pq.read_table(path)
-        except (pa.ArrowInvalid, OSError) as err:
-            raise ValueError(f"results file {path} is corrupt ({err}); move it aside and re-run") from err
-        if set(table.schema.names) != set(COLUMNS):
-            raise ValueError(f"results file {path} does not have the results schema (columns {table.schema.names})")
-        tables.append(table.select(list(COLUMNS)).cast(SCHEMA))
-    return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    files = _result_files(directory)
+    if len(files) < 2:
+        return 0
+    try:
+        table = _latest_per_key([_read_file(path) for path in files])
+    except FileNotFoundError:
+        return 0
+    part = directory / f"{PART_PREFIX}{time.time_ns()}.parquet"
+    tmp = directory / f".{part.name}.{os.getpid()}.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, part)
+    for path in files:
+        path.unlink(missing_ok=True)
+    return table.num_rows
 
 
 def statuses(results_dir: str | os.PathLike) -> dict[str, str]:

@@ -33,7 +33,7 @@ from typing import Any
 
 from fno import __version__
 from fno.model import FNOConfig
-from fno.results import skip_keys, statuses, write_row
+from fno.results import compact, skip_keys, statuses, write_row
 from fno.train import TrialConfig, run_trial
 from sweeps.grid import PlannedTrial, trial_flops
 
@@ -306,6 +306,7 @@ def run_trials(
         if lo:
             status = statuses(results_dir)  # one read of the table per batch
         _run_batch(batch, status, sweep, sweep_dir, settings, recorder)
+        compact(results_dir)  # few files to open, however long the sweep
         if on_batch is not None:
             on_batch(len(batch))
     return recorder.progress.counts

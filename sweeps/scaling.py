@@ -56,6 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-cpus", type=int, default=None, help="local Ray: CPUs to use (default: all)")
     p.add_argument("--dashboard-host", default="127.0.0.1", help="local Ray dashboard bind address")
     p.add_argument("--no-dashboard", action="store_true", help="local Ray without the dashboard")
+    p.add_argument("--no-report", action="store_true", help="skip report.html and summary.md at the end")
     p.add_argument("--device", default="auto", help="trial device: auto, cpu, cuda")
     p.add_argument("--verbose", type=int, default=0, help="Ray Tune's own console output level (0-3)")
     return p.parse_args(argv)
@@ -178,6 +179,8 @@ def main(argv=None) -> int:
     skipped = sum(t.key in done for t in trials)
     if skipped == len(trials):
         print(f"sweep {sweep}: all {len(trials)} trials already done; results: {sweep_dir / 'results'}")
+        if not args.no_report:
+            write_sweep_report(sweep_dir)
         return 0
     start_ray(args, sweep_dir)
     check_resources(args)
@@ -202,7 +205,21 @@ def main(argv=None) -> int:
         f"{time.perf_counter() - started:.0f} s; results: {sweep_dir / 'results'} "
         f"(pandas.read_parquet on that folder)"
     )
+    if not args.no_report:
+        write_sweep_report(sweep_dir)
     return 0
+
+
+def write_sweep_report(sweep_dir: Path) -> None:
+    """The report at the end of a run; a failure here is reported, and the results stay."""
+    from analysis.report import write_report
+
+    try:
+        html_path, md_path = write_report(sweep_dir)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(f"report not written: {err}; run `python analysis/report.py {sweep_dir}` to retry", file=sys.stderr)
+        return
+    print(f"report: {html_path} (self-contained; open in a browser)\nsummary: {md_path}")
 
 
 if __name__ == "__main__":

@@ -147,3 +147,93 @@ def test_a_table_missing_required_columns_is_refused_by_name():
     df = results_table({("scratch", 8): (1.0, 0.5, 0.0)}).drop(columns=["val_rel_l2"])
     with pytest.raises(ValueError, match=r"lacks required columns \['val_rel_l2'\]"):
         fit_curves(df)
+
+
+def _sweep_table():
+    """Two sizes, two shifts, scratch / fine-tune / zero-shot, two seeds, plus failures."""
+    rng = np.random.default_rng(5)
+    frames = []
+    for width, scale in ((8, 1.0), (16, 0.5)):
+        for shift, offset in (("none", 0.0), ("moderate", 0.02)):
+            df = results_table(
+                {
+                    ("scratch", width): (scale, 0.5, 0.01 + offset),
+                    ("finetune", width): (0.1 * scale, 0.5, 0.005 + offset),
+                    ("zeroshot", width): (0.0, 0.5, 0.05 + 5 * offset),
+                },
+                lrs=(1e-3, 3e-3),
+                seeds=(0, 1),
+                noise=0.05,
+                rng=rng,
+                n_values=2 ** np.arange(3, 9),
+            )
+            df["shift"] = shift
+            df["key"] = df["key"] + f"-{shift}"
+            frames.append(df)
+    bad = [
+        _row("finetune", 8, 8, 1e-2, 0, math.nan, math.nan, status="failed", error="RuntimeError: out of memory"),
+        _row("scratch", 16, 8, 1e-2, 0, math.nan, math.nan, status="diverged", error="non-finite training loss"),
+    ]
+    return pd.concat([*frames, pd.DataFrame(bad)], ignore_index=True)
+
+
+def test_report_figures_hold_the_tables_data():
+    from analysis.report import build_report
+
+    df = _sweep_table()
+    report = build_report(df, n_boot=50)
+    titles = [title for title, _, _ in report.figures]
+    # One family: error vs N by size, across shifts, size trend, health (no mixture figure).
+    assert len(titles) == 4 and titles[-1] == "Sweep health"
+    points = report.points
+    fig = report.figures[0][2]
+    for trace in fig.data:
+        meta = trace.meta
+        if meta["kind"] != "points":
+            continue
+        expected = points[
+            (points["mode"] == meta["mode"])
+            & (points["n_params"] == meta["n_params"])
+            & (points["shift"] == meta["shift"])
+            & (points["pretrain_family"] == meta["pretrain_family"])
+        ].sort_values("n_train")
+        assert np.allclose(trace.x, expected["n_train"]) and np.allclose(trace.y, expected["test_rel_l2"])
+    fits = [t for t in fig.data if t.meta["kind"] == "fit"]
+    assert len(fits) == 4  # scratch and fine-tune, two sizes
+    for trace in fits:
+        assert np.allclose(trace.y, saturating(np.asarray(trace.x), trace.meta["a"], trace.meta["b"], trace.meta["c"]))
+    zero = [t for t in fig.data if t.meta["kind"] == "zeroshot"]
+    assert sorted(t.y[0] for t in zero) == sorted(points.query("mode == 'zeroshot' and shift == 'none'").test_rel_l2)
+    health = report.figures[-1][2]
+    by_status = {t.meta["status"]: sum(t.y) for t in health.data if t.meta["kind"] == "status"}
+    assert by_status == df["status"].value_counts().to_dict()
+    assert any("mixed vs single" in note for note in report.notes)  # no mixture in this sweep
+
+
+def test_report_writes_a_self_contained_html_file_and_a_summary(tmp_path):
+    from analysis.report import main
+
+    sweep = tmp_path / "synthetic"
+    (sweep / "results").mkdir(parents=True)
+    _sweep_table().to_parquet(sweep / "results" / "all.parquet")
+    assert main([str(sweep), "--n-boot", "50"]) == 0
+    page = (sweep / "report.html").read_text()
+    assert page.count("Plotly.newPlot") == 4 and "<script src=" not in page  # plotly.js inline, no CDN
+    assert "out of memory" in page and "non-finite training loss" in page
+    summary = (sweep / "summary.md").read_text()
+    assert "## Fits" in summary and "## Data-efficiency gain" in summary and "| finetune |" in summary
+
+
+def test_report_refuses_a_table_without_required_columns(tmp_path, capsys):
+    from analysis.report import build_report, main
+
+    with pytest.raises(ValueError, match=r"lacks required columns \['status'\]"):
+        build_report(_sweep_table().drop(columns=["status"]))
+    sweep = tmp_path / "broken"
+    (sweep / "results").mkdir(parents=True)
+    _sweep_table().drop(columns=["status"]).to_parquet(sweep / "results" / "all.parquet")
+    assert main([str(sweep)]) == 2  # the results reader refuses a file off the schema
+    err = capsys.readouterr().err
+    assert "all.parquet" in err and "schema" in err
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "no results at" in capsys.readouterr().err

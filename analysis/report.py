@@ -1,0 +1,482 @@
+"""A sweep's report: one self-contained HTML file of plotly figures, and a Markdown summary.
+
+    python analysis/report.py <out>/<sweep> [--target-error E] [--n-boot B]
+
+writes ``<out>/<sweep>/report.html`` (plotly.js embedded: opens offline) and
+``<out>/<sweep>/summary.md`` (fit, gain and zero-shot tables, sweep health). Figures:
+
+1. test error vs N per model size: scratch, fine-tune, zero-shot; points with the
+   seeds' spread as error bars, fitted saturating curves;
+2. the same across shifts, per family (largest model size);
+3. data-efficiency gain and fitted exponents vs model size;
+4. mixed-family vs single-family pre-training, where the sweep has both;
+5. sweep health: trials by status, time per trial, failed trials with their errors.
+
+Every trace carries ``meta`` (family, shift, mode, sizes, what it draws) so tests and
+users can find a figure's data; ``build_report`` returns figures and tables without
+writing anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analysis.fit import (
+    CURVE_KEYS,
+    REQUIRED_COLUMNS,
+    check_columns,
+    data_efficiency_gain,
+    fit_curves,
+    read_table,
+    saturating,
+    select_points,
+)
+
+HEALTH_COLUMNS = ("key", "mode", "status", "error", "wall_s")
+SHIFT_ORDER = ("none", "moderate", "large")
+MODE_COLOURS = {"scratch": "#d62728", "finetune": "#1f77b4", "zeroshot": "#7f7f7f"}
+MIXTURE_COLOUR = "#2ca02c"
+ERROR_AXIS = "test relative L2 error"
+N_AXIS = "downstream training examples N"
+
+
+@dataclass
+class Report:
+    """Figures (in order) with their titles and captions, and the tables behind them."""
+
+    points: pd.DataFrame
+    fits: pd.DataFrame
+    gains: pd.DataFrame
+    health: pd.DataFrame
+    figures: list[tuple[str, str, object]] = field(default_factory=list)  # (title, caption, go.Figure)
+    notes: list[str] = field(default_factory=list)
+
+
+def size_label(width: int, modes: int, n_params: int) -> str:
+    return f"w{width}-m{modes} ({_count(n_params)} parameters)"
+
+
+def _count(n: float) -> str:
+    for unit, scale in (("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:g}"
+
+
+def _shifts(values) -> list[str]:
+    known = [s for s in SHIFT_ORDER if s in set(values)]
+    return known + sorted(set(values) - set(SHIFT_ORDER))
+
+
+def _sizes(df: pd.DataFrame) -> list[tuple[int, int, int]]:
+    sizes = df[["width", "modes", "n_params"]].drop_duplicates().sort_values("n_params")
+    return [tuple(int(v) for v in row) for row in sizes.itertuples(index=False)]
+
+
+def _curve_traces(points, fits, family, shift, size, pretrain_families, show_legend):
+    """Traces of one panel: points and fits of scratch and fine-tune, and zero-shot."""
+    import plotly.graph_objects as go
+
+    width, modes, n_params = size
+    traces = []
+    here = points[
+        (points["family"] == family)
+        & (points["shift"] == shift)
+        & (points["width"] == width)
+        & (points["modes"] == modes)
+    ]
+    lines = [("scratch", ""), *((m, p) for m in ("finetune", "zeroshot") for p in pretrain_families)]
+    n_range = here.loc[here["mode"] != "zeroshot", "n_train"]
+    for mode, source in lines:
+        sel = here[(here["mode"] == mode) & (here["pretrain_family"] == source)].sort_values("n_train")
+        if sel.empty:
+            continue
+        mixture = source == "mixture"
+        colour = MIXTURE_COLOUR if mixture and mode == "finetune" else MODE_COLOURS[mode]
+        name = {"scratch": "scratch", "finetune": f"fine-tune ({source})", "zeroshot": f"zero-shot ({source})"}[mode]
+        meta = {"family": family, "shift": shift, "mode": mode, "pretrain_family": source, "n_params": n_params}
+        if mode == "zeroshot":
+            if n_range.empty:
+                continue
+            xs = [float(n_range.min()), float(n_range.max())]
+            value = float(sel["test_rel_l2"].iloc[0])
+            traces.append(
+                go.Scatter(
+                    x=xs,
+                    y=[value, value],
+                    mode="lines",
+                    line={"color": colour, "dash": "dot" if mixture else "dash"},
+                    name=name,
+                    legendgroup=name,
+                    showlegend=show_legend,
+                    meta={**meta, "kind": "zeroshot"},
+                    hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>",
+                )
+            )
+            continue
+        traces.append(
+            go.Scatter(
+                x=sel["n_train"].to_numpy(float),
+                y=sel["test_rel_l2"].to_numpy(float),
+                error_y={"type": "data", "array": sel["test_std"].to_numpy(float), "visible": True},
+                mode="markers",
+                marker={"color": colour, "symbol": "diamond" if mixture else "circle", "size": 8},
+                name=name,
+                legendgroup=name,
+                showlegend=show_legend,
+                meta={**meta, "kind": "points"},
+                customdata=sel[["lr", "n_seeds"]].to_numpy(float),
+                hovertemplate="N=%{x}<br>error %{y:.4g}<br>lr %{customdata[0]:g}, "
+                "%{customdata[1]} seeds<extra></extra>",
+            )
+        )
+        fit = fits[
+            (fits["family"] == family)
+            & (fits["shift"] == shift)
+            & (fits["width"] == width)
+            & (fits["modes"] == modes)
+            & (fits["mode"] == mode)
+            & (fits["pretrain_family"] == source)
+        ]
+        if len(fit) == 1 and np.isfinite(fit["b"].iloc[0]):
+            f = fit.iloc[0]
+            xs = np.geomspace(f["n_min"], f["n_max"], 60)
+            label = f"a N^-b + c, b = {f['b']:.3g} [{f['b_lo']:.3g}, {f['b_hi']:.3g}], c = {f['c']:.3g}"
+            traces.append(
+                go.Scatter(
+                    x=xs,
+                    y=saturating(xs, f["a"], f["b"], f["c"]),
+                    mode="lines",
+                    line={"color": colour, "width": 1.5},
+                    name=f"{name} fit",
+                    legendgroup=name,
+                    showlegend=False,
+                    meta={**meta, "kind": "fit", "a": f["a"], "b": f["b"], "c": f["c"]},
+                    hovertemplate=f"{name}: {label}<extra></extra>",
+                )
+            )
+    return traces
+
+
+def _panel_figure(panels, rows, titles, height=420):
+    """A row of log-log panels; panels: list of trace lists, one per column."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=titles, shared_yaxes=True, horizontal_spacing=0.04)
+    for col, traces in enumerate(panels, start=1):
+        for trace in traces:
+            fig.add_trace(trace, row=1, col=col)
+        fig.update_xaxes(type="log", title_text=N_AXIS, row=1, col=col)
+    fig.update_yaxes(type="log", title_text=ERROR_AXIS, row=1, col=1)
+    fig.update_layout(height=height, margin={"t": 60, "b": 50}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def _pretrain_sets(points, family) -> list[str]:
+    sources = points.loc[(points["family"] == family) & (points["mode"] != "scratch"), "pretrain_family"].unique()
+    return sorted(sources, key=lambda s: (s == "mixture", s))
+
+
+def _figures_error_vs_n(report: Report) -> None:
+    points, fits = report.points, report.fits
+    for family in sorted(points["family"].unique()):
+        shifts = _shifts(points.loc[points["family"] == family, "shift"])
+        shift = shifts[0]
+        sizes = _sizes(points[points["family"] == family])
+        sources = _pretrain_sets(points, family)
+        panels = [_curve_traces(points, fits, family, shift, s, sources, i == 0) for i, s in enumerate(sizes)]
+        fig = _panel_figure(panels, 1, [size_label(*s) for s in sizes])
+        fig.update_layout(title=f"{family}: test error vs N, shift '{shift}', one panel per model size")
+        report.figures.append(
+            (
+                f"Test error vs N by model size ({family}, shift '{shift}')",
+                "Each panel is one model size. Markers: the test error at each N with the learning rate chosen "
+                "by validation error (error bars: spread over seeds); lines: fitted a N^-b + c; dashed: zero-shot "
+                "error of the pre-trained model (independent of N). Fine-tuning below scratch means pre-training "
+                "helps; the horizontal gap between the curves is the data-efficiency gain.",
+                fig,
+            )
+        )
+
+
+def _figures_shifts(report: Report) -> None:
+    points, fits = report.points, report.fits
+    for family in sorted(points["family"].unique()):
+        here = points[points["family"] == family]
+        shifts = _shifts(here["shift"])
+        size = _sizes(here)[-1]
+        sources = _pretrain_sets(points, family)
+        panels = [_curve_traces(points, fits, family, s, size, sources, i == 0) for i, s in enumerate(shifts)]
+        fig = _panel_figure(panels, 1, [f"shift '{s}'" for s in shifts])
+        fig.update_layout(title=f"{family}: test error vs N across shifts, {size_label(*size)}")
+        report.figures.append(
+            (
+                f"Test error vs N across physics shifts ({family}, {size_label(*size)})",
+                "Each panel is one downstream parameter range, from in-distribution ('none') to the largest shift. "
+                "Zero-shot error grows with the shift; fine-tuning recovers most of it with few examples.",
+                fig,
+            )
+        )
+
+
+def _figure_size_trend(report: Report) -> None:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    gains, fits = report.gains, report.fits
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=["data-efficiency gain (scratch N / fine-tune N)", "fitted exponent b of err = a N^-b + c"],
+    )
+    for (family, shift, source), g in gains.groupby(["family", "shift", "pretrain_family"], sort=True):
+        g = g[np.isfinite(g["gain"])].sort_values("n_params")
+        if g.empty:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=g["n_params"],
+                y=g["gain"],
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": (g["gain_hi"] - g["gain"]).clip(lower=0).replace(np.inf, np.nan),
+                    "arrayminus": (g["gain"] - g["gain_lo"]).clip(lower=0),
+                },
+                mode="lines+markers",
+                name=f"gain: {family}, {shift}, pre-trained on {source}",
+                meta={"family": family, "shift": shift, "pretrain_family": source, "kind": "gain"},
+            ),
+            row=1,
+            col=1,
+        )
+    for (family, shift, mode, source), f in fits.groupby(["family", "shift", "mode", "pretrain_family"], sort=True):
+        f = f[np.isfinite(f["b"])].sort_values("n_params")
+        if f.empty:
+            continue
+        label = "scratch" if mode == "scratch" else f"fine-tune ({source})"
+        fig.add_trace(
+            go.Scatter(
+                x=f["n_params"],
+                y=f["b"],
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": f["b_hi"] - f["b"],
+                    "arrayminus": f["b"] - f["b_lo"],
+                },
+                mode="lines+markers",
+                line={"dash": "solid" if mode == "scratch" else "dash"},
+                name=f"b: {family}, {shift}, {label}",
+                meta={"family": family, "shift": shift, "mode": mode, "pretrain_family": source, "kind": "exponent"},
+            ),
+            row=1,
+            col=2,
+        )
+    fig.update_xaxes(type="log", title_text="model parameters")
+    fig.update_yaxes(type="log", title_text="gain (x fewer examples)", row=1, col=1)
+    fig.update_yaxes(title_text="exponent b", row=1, col=2)
+    fig.update_layout(height=460, title="Model-size trend", legend={"orientation": "h", "y": -0.3})
+    target = "each fine-tune curve's own error at its smallest N" if report.notes == [] else report.notes[0]
+    report.figures.append(
+        (
+            "Data-efficiency gain and fitted exponents vs model size",
+            f"Left: how many times more examples scratch training needs than fine-tuning to reach the target "
+            f"error ({target}), from the fitted curves, with 95% bootstrap intervals (points where a curve "
+            f"could not be inverted are left out; see summary.md). Right: the fitted exponent b per curve.",
+            fig,
+        )
+    )
+
+
+def _figure_mixture(report: Report) -> None:
+    points, fits = report.points, report.fits
+    finetune = points[points["mode"] == "finetune"]
+    families = [
+        f
+        for f in sorted(points["family"].unique())
+        if {"mixture", f} <= set(finetune.loc[finetune["family"] == f, "pretrain_family"])
+    ]
+    if not families:
+        report.notes.append("no figure of mixed vs single-family pre-training: the sweep has no such pair")
+        return
+    for family in families:
+        here = points[points["family"] == family]
+        size = _sizes(here)[-1]
+        shifts = _shifts(here["shift"])
+        panels = [
+            _curve_traces(points, fits, family, s, size, [family, "mixture"], i == 0) for i, s in enumerate(shifts)
+        ]
+        fig = _panel_figure(panels, 1, [f"shift '{s}'" for s in shifts])
+        fig.update_layout(title=f"{family}: pre-trained on {family} alone vs on the mixture, {size_label(*size)}")
+        report.figures.append(
+            (
+                f"Mixed vs single-family pre-training ({family}, {size_label(*size)})",
+                f"Fine-tuning (and zero-shot) from a model pre-trained on {family} alone (circles, dashed) and on "
+                "the mixture of all families (diamonds, dotted), against scratch training.",
+                fig,
+            )
+        )
+
+
+def _figure_health(report: Report) -> None:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    health = report.health
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["trials by status", "wall time per trial"])
+    counts = health.groupby(["mode", "status"]).size().unstack(fill_value=0)
+    colours = {"ok": "#2ca02c", "diverged": "#ff7f0e", "failed": "#d62728"}
+    for status in counts.columns:
+        fig.add_trace(
+            go.Bar(
+                x=list(counts.index),
+                y=counts[status].tolist(),
+                name=status,
+                marker_color=colours.get(status),
+                meta={"kind": "status", "status": status},
+            ),
+            row=1,
+            col=1,
+        )
+    for mode, g in health.groupby("mode"):
+        fig.add_trace(
+            go.Box(y=g["wall_s"], name=mode, showlegend=False, meta={"kind": "wall_s", "mode": mode}), row=1, col=2
+        )
+    fig.update_layout(barmode="stack", height=400, title="Sweep health")
+    fig.update_yaxes(title_text="trials", row=1, col=1)
+    fig.update_yaxes(title_text="seconds", type="log", row=1, col=2)
+    report.figures.append(
+        (
+            "Sweep health",
+            "Left: trials per mode by status. Right: each trial's own wall time (data, training, evaluation). "
+            "The failed and diverged trials, with their errors, are listed below.",
+            fig,
+        )
+    )
+
+
+def build_report(df: pd.DataFrame, target_error: float | None = None, n_boot: int = 200, seed: int = 0) -> Report:
+    """Fits, gains and figures of a results table (nothing is written)."""
+    check_columns(df, [*REQUIRED_COLUMNS, *HEALTH_COLUMNS])
+    points = select_points(df)
+    fits = fit_curves(df, n_boot=n_boot, seed=seed, points=points)
+    gains = data_efficiency_gain(df, target_error, fits=fits)
+    report = Report(points, fits, gains, df[list(HEALTH_COLUMNS)].copy())
+    if target_error is not None:
+        report.notes.append(f"target error {target_error:g}")
+    if not points.empty:
+        _figures_error_vs_n(report)
+        _figures_shifts(report)
+        _figure_size_trend(report)
+        _figure_mixture(report)
+    else:
+        report.notes.append("no finished downstream trials yet: only the health figure")
+    _figure_health(report)
+    return report
+
+
+def _failed_table_html(health: pd.DataFrame) -> str:
+    bad = health[health["status"] != "ok"]
+    if bad.empty:
+        return "<p>No failed or diverged trials.</p>"
+    rows = "".join(
+        f"<tr><td><code>{html.escape(r.key)}</code></td><td>{html.escape(r.mode)}</td>"
+        f"<td>{html.escape(r.status)}</td><td>{html.escape(str(r.error))}</td></tr>"
+        for r in bad.itertuples()
+    )
+    return f"<table><tr><th>key</th><th>mode</th><th>status</th><th>error</th></tr>{rows}</table>"
+
+
+def write_html(report: Report, path: Path, title: str) -> None:
+    import plotly.io as pio
+
+    parts = []
+    for i, (heading, caption, fig) in enumerate(report.figures):
+        body = pio.to_html(fig, full_html=False, include_plotlyjs=i == 0)  # plotly.js once, inline
+        parts.append(f"<h2>{i + 1}. {html.escape(heading)}</h2>\n<p class='caption'>{html.escape(caption)}</p>\n{body}")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
+    page = (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:1300px;margin:auto}}"
+        ".caption{color:#444;max-width:900px}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "padding:2px 6px;font-size:90%}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><ul>{notes}</ul>{''.join(parts)}"
+        f"<h3>Failed and diverged trials</h3>{_failed_table_html(report.health)}</body></html>"
+    )
+    path.write_text(page, encoding="utf-8")
+
+
+def _markdown_table(df: pd.DataFrame, columns: Sequence[str]) -> str:
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "" if math.isnan(v) else f"{v:.4g}"
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df[list(columns)].itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def write_summary(report: Report, path: Path, title: str) -> None:
+    fits = report.fits.sort_values(["family", "shift", "n_params", "mode"])
+    zero = report.points[report.points["mode"] == "zeroshot"].sort_values(["family", "shift", "n_params"])
+    health = report.health.groupby(["mode", "status"]).size().reset_index(name="trials")
+    fit_cols = [*CURVE_KEYS, "n_points", "a", "b", "b_lo", "b_hi", "c", "c_lo", "c_hi", "rms_log_residual"]
+    fit_cols += ["extrapolation_error", "b_pow", "warning"]
+    sections = [
+        f"# {title}",
+        *(f"- {n}" for n in report.notes),
+        "## Fits: err(N) = a N^-b + c (95% bootstrap-t intervals), and the pure power law's b_pow",
+        _markdown_table(fits, fit_cols) if not fits.empty else "no curves to fit",
+        "## Data-efficiency gain: scratch examples / fine-tune examples at the target error",
+        _markdown_table(report.gains, list(report.gains.columns)) if not report.gains.empty else "no pairs",
+        "## Zero-shot test error",
+        _markdown_table(zero, ["family", "shift", "pretrain_family", "width", "modes", "n_params", "test_rel_l2"]),
+        "## Sweep health",
+        _markdown_table(health, ["mode", "status", "trials"]),
+    ]
+    path.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+
+
+def write_report(sweep_dir: str | Path, target_error: float | None = None, n_boot: int = 200) -> tuple[Path, Path]:
+    """Read ``<sweep_dir>/results``, write ``report.html`` and ``summary.md`` beside it."""
+    sweep_dir = Path(sweep_dir)
+    df = read_table(sweep_dir)
+    report = build_report(df, target_error=target_error, n_boot=n_boot)
+    title = f"Sweep '{sweep_dir.name}': {len(df)} trials"
+    html_path, md_path = sweep_dir / "report.html", sweep_dir / "summary.md"
+    write_html(report, html_path, title)
+    write_summary(report, md_path, title)
+    return html_path, md_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write report.html and summary.md for a sweep.")
+    parser.add_argument("sweep_dir", help="the sweep's folder, <out>/<sweep> (holds results/)")
+    parser.add_argument("--target-error", type=float, default=None, help="error for the gain (default: per curve)")
+    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates (default 200)")
+    args = parser.parse_args(argv)
+    try:
+        html_path, md_path = write_report(args.sweep_dir, args.target_error, args.n_boot)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"report: {html_path}\nsummary: {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-STATUSES = ("ok", "diverged", "failed")
+STATUSES = ("ok", "diverged", "failed", "stopped")  # stopped: ended early by a scheduler (ASHA)
 STAGES = ("pretrain", "downstream", "hpo")
 
 SCHEMA = pa.schema(
@@ -43,6 +43,7 @@ SCHEMA = pa.schema(
         ("n_train", pa.int64()),
         ("resolution", pa.int64()),
         ("lr", pa.float64()),
+        ("weight_decay", pa.float64()),
         ("epochs", pa.float64()),
         ("steps", pa.int64()),
         ("batch_size", pa.int64()),

@@ -53,6 +53,7 @@ class StageSettings:
     batch_size: int = 32
     eval_every: int = 100
     lr: float = 1e-3  # stage 1 only; stage 2 uses the grid's learning rates
+    weight_decay: float = 0.0  # Adam's L2 penalty (sweeps/hpo.py searches it)
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,7 @@ def expand(preset: Preset) -> list[PlannedTrial]:
                 width=width,
                 modes=modes,
                 lr=pre.lr,
+                weight_decay=pre.weight_decay,
                 batch_size=pre.batch_size,
                 steps=pre.steps,
                 eval_every=pre.eval_every,
@@ -236,6 +238,7 @@ def _downstream(preset, base, source, family, shift, n_train, mode, lr, seed, wi
         width=width,
         modes=modes,
         lr=lr,
+        weight_decay=down.weight_decay,
         batch_size=down.batch_size,
         steps=0 if mode == "zeroshot" else down.steps,
         eval_every=down.eval_every,

@@ -66,6 +66,7 @@ def result_row(trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, e
         "n_train": c.n_train,
         "resolution": c.resolution,
         "lr": c.lr,
+        "weight_decay": c.weight_decay,
         "epochs": 0.0,
         "steps": 0,
         "batch_size": min(c.batch_size, c.n_train),
@@ -109,7 +110,7 @@ def result_row(trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, e
     return row
 
 
-def _trainable(config: dict[str, Any]) -> None:
+def trainable(config: dict[str, Any]) -> None:
     """The Tune function trainable: a thin wrapper of ``run_trial`` (imported by workers)."""
     from ray import tune
 
@@ -164,35 +165,52 @@ class Recorder:
     progress: Progress
 
     def record(self, trial: PlannedTrial, result: dict[str, Any] | None, error: str = "") -> None:
-        row = result_row(trial, self.sweep, result, error)
+        self._write(trial, result_row(trial, self.sweep, result, error))
+
+    def record_stopped(self, trial: PlannedTrial, last: dict[str, Any]) -> None:
+        """A trial ended early by a scheduler: its last reported evaluation, no test error."""
+        row = result_row(trial, self.sweep, None, f"stopped early by the scheduler at step {last.get('step')}")
+        row.update(
+            status="stopped",
+            val_rel_l2=float(last["val_rel_l2"]),
+            train_loss=float(last.get("train_loss", math.nan)),
+            steps=int(last.get("step", 0)),
+            epochs=float(last.get("epoch", 0.0)),
+        )
+        self._write(trial, row)
+
+    def _write(self, trial: PlannedTrial, row: dict[str, Any]) -> None:
         write_row(self.results_dir, row)
         self.progress.finished(trial.name, row)
 
 
-class _RowWriter:
-    """Tune callback (built lazily so this module imports without Ray): records rows."""
+class RowWriterCallback:
+    """Tune callback (built lazily so this module imports without Ray): records rows.
+
+    planned_of: the PlannedTrial of a Tune trial (from its config).
+    """
 
     def __new__(cls, *args, **kwargs):
         from ray import tune
 
         class RowWriter(tune.Callback):
-            def __init__(self, planned: dict[str, PlannedTrial], recorder: Recorder):
-                self.planned, self.recorder = planned, recorder
-
-            def _planned(self, trial) -> PlannedTrial:
-                return self.planned[trial.config["trial"]["key"]]
+            def __init__(self, planned_of: Callable[[Any], PlannedTrial], recorder: Recorder):
+                self.planned_of, self.recorder = planned_of, recorder
 
             def on_trial_complete(self, iteration, trials, trial, **info):
-                result = (trial.last_result or {}).get("trial_result")
-                if result is None:
-                    self.recorder.record(self._planned(trial), None, "trial ended without a result")
+                last = trial.last_result or {}
+                result = last.get("trial_result")
+                if result is not None:
+                    self.recorder.record(self.planned_of(trial), result)
+                elif "val_rel_l2" in last:  # ended by a scheduler (ASHA) after some evaluations
+                    self.recorder.record_stopped(self.planned_of(trial), last)
                 else:
-                    self.recorder.record(self._planned(trial), result)
+                    self.recorder.record(self.planned_of(trial), None, "trial ended without a result")
 
             def on_trial_error(self, iteration, trials, trial, **info):
                 error = trial.error_file and Path(trial.error_file).exists() and Path(trial.error_file).read_text()
                 last = (error or "trial raised").strip().splitlines()[-1]
-                self.recorder.record(self._planned(trial), None, last[:2000])
+                self.recorder.record(self.planned_of(trial), None, last[:2000])
 
         return RowWriter(*args, **kwargs)
 
@@ -337,7 +355,7 @@ def _run_batch(batch, status, sweep, sweep_dir, settings, recorder) -> None:
     planned = {p.key: p for p, _ in specs}
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     tuner = tune.Tuner(
-        tune.with_resources(_trainable, resources),
+        tune.with_resources(trainable, resources),
         tune_config=tune.TuneConfig(
             search_alg=tune_searcher(DependencyOrder(specs, running_pretrains, recorder)),
             num_samples=len(specs),
@@ -350,7 +368,7 @@ def _run_batch(batch, status, sweep, sweep_dir, settings, recorder) -> None:
             name=sweep,
             storage_path=str((sweep_dir / "ray").resolve()),
             failure_config=tune.FailureConfig(max_failures=settings.max_retries, fail_fast=False),
-            callbacks=[_RowWriter(planned, recorder)],
+            callbacks=[RowWriterCallback(lambda t: planned[t.config["trial"]["key"]], recorder)],
             verbose=settings.verbose,
         ),
     )

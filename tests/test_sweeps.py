@@ -139,6 +139,7 @@ def _row(key="k1", **kw):
         n_train=8,
         resolution=16,
         lr=1e-3,
+        weight_decay=0.0,
         epochs=1.0,
         steps=10,
         batch_size=8,

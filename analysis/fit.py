@@ -289,10 +289,10 @@ def fit_curve(n: Sequence[float], err: Sequence[float], n_boot: int = 200, seed:
     return {
         **row,
         "a": a,
-        "a_lo": max(a_lo, 0.0),  # a >= 0 and c >= 0 by construction
+        "a_lo": max(a_lo, 0.0),  # a, b, c >= 0 by construction
         "a_hi": a_hi,
         "b": b,
-        "b_lo": b_lo,
+        "b_lo": max(b_lo, 0.0),
         "b_hi": b_hi,
         "c": c,
         "c_lo": max(c_lo, 0.0),

@@ -9,10 +9,12 @@ table and compares:
     overhead = measured wall time - ideal, in total, as a share of ideal, and per trial
 
 and splits it into: before the first trial started (Ray and Tune start-up, the
-first worker's imports), idle slots while trials ran, and after the last trial ended.
+first worker's imports), idle slots while trials ran, and after the last trial ended
+(Ray's shutdown and the report, which the sweep writes at its end).
 
     python benchmarks/bench_sweep.py                    # cpu preset, 2 slots on 2 cores
     python benchmarks/bench_sweep.py --set n_train=[16] --slots 2
+    python benchmarks/bench_sweep.py --out /tmp/bench    # keep results and report.html
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--set", action="append", default=[], help="passed on to scaling.py")
     parser.add_argument("--slots", type=int, default=2, help="concurrent trials (scaling.py --concurrency)")
+    parser.add_argument("--out", default=None, help="keep the sweep (results, report) here (default: a temp dir)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.out or tmp
         cmd = [sys.executable, str(ROOT / "sweeps" / "scaling.py"), "--preset", args.preset, "--out", out]
         cmd += ["--concurrency", str(args.slots), "--no-dashboard"]
         for item in args.set:

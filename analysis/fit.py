@@ -400,11 +400,16 @@ def data_efficiency_gain(
 FIT_COLUMNS = [*CURVE_KEYS, "n_points", "a", "b", "b_lo", "b_hi", "c", "rms_log_residual", "b_pow", "warning"]
 
 
+def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The fitting flags both command lines (fit.py, report.py) take."""
+    parser.add_argument("--target-error", type=float, default=None, help="error for the gain (default: per curve)")
+    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates (default 200)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Power-law fits and data-efficiency gains of a sweep's results.")
     parser.add_argument("results", help="a sweep folder <out>/<sweep>, its results folder, or a Parquet file")
-    parser.add_argument("--target-error", type=float, default=None, help="error for the gain (default: per curve)")
-    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates (default 200)")
+    add_fit_arguments(parser)
     args = parser.parse_args(argv)
     try:
         df = read_table(args.results)

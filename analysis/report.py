@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from analysis.fit import (
     CURVE_KEYS,
     REQUIRED_COLUMNS,
+    add_fit_arguments,
     check_columns,
     data_efficiency_gain,
     fit_curves,
@@ -231,6 +232,12 @@ def _figures_shifts(report: Report) -> None:
         )
 
 
+def _interval_bars(value: pd.Series, lo: pd.Series, hi: pd.Series) -> dict:
+    """Plotly error bars from an interval [lo, hi] around value (an infinite end is not drawn)."""
+    above = (hi - value).clip(lower=0).replace(np.inf, np.nan)
+    return {"type": "data", "symmetric": False, "array": above, "arrayminus": (value - lo).clip(lower=0)}
+
+
 def _figure_size_trend(report: Report) -> None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -249,12 +256,7 @@ def _figure_size_trend(report: Report) -> None:
             go.Scatter(
                 x=g["n_params"],
                 y=g["gain"],
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": (g["gain_hi"] - g["gain"]).clip(lower=0).replace(np.inf, np.nan),
-                    "arrayminus": (g["gain"] - g["gain_lo"]).clip(lower=0),
-                },
+                error_y=_interval_bars(g["gain"], g["gain_lo"], g["gain_hi"]),
                 mode="lines+markers",
                 name=f"gain: {family}, {shift}, pre-trained on {source}",
                 meta={"family": family, "shift": shift, "pretrain_family": source, "kind": "gain"},
@@ -271,12 +273,7 @@ def _figure_size_trend(report: Report) -> None:
             go.Scatter(
                 x=f["n_params"],
                 y=f["b"],
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": f["b_hi"] - f["b"],
-                    "arrayminus": f["b"] - f["b_lo"],
-                },
+                error_y=_interval_bars(f["b"], f["b_lo"], f["b_hi"]),
                 mode="lines+markers",
                 line={"dash": "solid" if mode == "scratch" else "dash"},
                 name=f"b: {family}, {shift}, {label}",
@@ -466,8 +463,7 @@ def write_report(sweep_dir: str | Path, target_error: float | None = None, n_boo
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write report.html and summary.md for a sweep.")
     parser.add_argument("sweep_dir", help="the sweep's folder, <out>/<sweep> (holds results/)")
-    parser.add_argument("--target-error", type=float, default=None, help="error for the gain (default: per curve)")
-    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates (default 200)")
+    add_fit_arguments(parser)
     args = parser.parse_args(argv)
     try:
         html_path, md_path = write_report(args.sweep_dir, args.target_error, args.n_boot)

@@ -204,6 +204,25 @@ def test_report_figures_hold_the_tables_data():
         assert np.allclose(trace.y, saturating(np.asarray(trace.x), trace.meta["a"], trace.meta["b"], trace.meta["c"]))
     zero = [t for t in fig.data if t.meta["kind"] == "zeroshot"]
     assert sorted(t.y[0] for t in zero) == sorted(points.query("mode == 'zeroshot' and shift == 'none'").test_rel_l2)
+    shifts = report.figures[1][2]  # the largest size across shifts
+    for trace in (t for t in shifts.data if t.meta["kind"] == "points"):
+        meta = trace.meta
+        assert meta["n_params"] == points["n_params"].max()
+        expected = points[
+            (points["mode"] == meta["mode"])
+            & (points["shift"] == meta["shift"])
+            & (points["n_params"] == meta["n_params"])
+        ].sort_values("n_train")
+        assert np.allclose(trace.y, expected["test_rel_l2"])
+    trend = report.figures[2][2]
+    gains = report.gains.set_index(["shift", "n_params"])["gain"]
+    gain_traces = [t for t in trend.data if t.meta["kind"] == "gain"]
+    assert len(gain_traces) == 2  # one per shift
+    for trace in gain_traces:
+        assert np.allclose(trace.y, [gains[(trace.meta["shift"], n)] for n in trace.x])
+    exponents = report.fits.set_index(["shift", "mode", "n_params"])["b"]
+    for trace in (t for t in trend.data if t.meta["kind"] == "exponent"):
+        assert np.allclose(trace.y, [exponents[(trace.meta["shift"], trace.meta["mode"], n)] for n in trace.x])
     health = report.figures[-1][2]
     by_status = {t.meta["status"]: sum(t.y) for t in health.data if t.meta["kind"] == "status"}
     assert by_status == df["status"].value_counts().to_dict()

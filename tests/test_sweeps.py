@@ -349,6 +349,19 @@ def test_two_node_cluster_on_loopback(tmp_path):
         df = _sweep_rows(tmp_path / "shared")
         assert len(df) == TINY_TRIALS and set(df["status"]) == {"ok"}
         assert df["node"].nunique() == 2, df["node"].tolist()  # trials ran on both nodes
+        # The Optuna search joins the same cluster the same way.
+        search = [sys.executable, str(ROOT / "sweeps" / "hpo.py"), "--cluster", "--address", address, *TINY]
+        search += ["--family", "poisson", "--size", "w8-m4", "--mode", "finetune", "--n-train", "8", "--trials", "2"]
+        searched = subprocess.run(
+            [*search, "--steps", "10", "20", "--storage", str(tmp_path / "shared")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert searched.returncode == 0, searched.stderr[-3000:]
+        rows = _sweep_rows(tmp_path / "shared", "hpo-poisson-none-w8-m4-finetune-n8")
+        assert (rows["stage"] == "hpo").sum() == 2
     finally:
         # End both nodes by their process groups (never `ray stop`, which ends every Ray
         # process on the machine). `ray start --block` can outlive SIGTERM: then SIGKILL.

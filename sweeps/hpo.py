@@ -249,6 +249,7 @@ def best_snippet(setting: Setting, best) -> str:
     """The best configuration as TOML for a preset (and as --set flags in a comment)."""
     p = best.params
     c = setting.template.config
+    capped = f"  # capped by N: {c.n_train} per batch at N = {c.n_train}" if p["batch_size"] > c.n_train else ""
     flags = (
         f"--set 'lrs=[{p['lr']:.6g}]' --set downstream.weight_decay={p['weight_decay']:.6g} "
         f"--set downstream.batch_size={p['batch_size']} --set downstream.steps={p['steps']}"
@@ -260,7 +261,7 @@ def best_snippet(setting: Setting, best) -> str:
         f"lrs = [{p['lr']:.6g}]\n\n"
         f"[downstream]\n"
         f"weight_decay = {p['weight_decay']:.6g}\n"
-        f"batch_size = {p['batch_size']}\n"
+        f"batch_size = {p['batch_size']}{capped}\n"
         f"steps = {p['steps']}\n"
     )
 

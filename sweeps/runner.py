@@ -24,7 +24,6 @@ from __future__ import annotations
 import heapq
 import math
 import platform
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -132,26 +131,40 @@ def trainable(config: dict[str, Any]) -> None:
 
 @dataclass
 class Progress:
-    """Counts and an estimate of time left, printed as trials finish."""
+    """Counts and an estimate of time left, printed as trials finish.
+
+    With ``cost`` (estimated FLOPs per planned key) the estimate is the FLOPs left over
+    the FLOP rate seen so far, so a long pre-training finishing first does not inflate
+    it; without (hpo.py, whose trials are not known ahead), trials left times the mean
+    trial time.
+    """
 
     total: int
     concurrency: int
-    started: float = field(default_factory=time.perf_counter)
+    cost: dict[str, float] | None = None
     counts: Counter = field(default_factory=Counter)
-    trial_seconds: list[float] = field(default_factory=list)
+    seconds: float = 0.0  # trials' own wall time so far
+    flops_run: float = 0.0  # estimated FLOPs of the trials that ran (the rate's numerator)
+    flops_settled: float = 0.0  # ... of every trial with a row, run or not
 
-    def finished(self, name: str, row: dict[str, Any]) -> None:
+    def finished(self, trial: PlannedTrial, row: dict[str, Any]) -> None:
         self.counts[row["status"]] += 1
-        self.trial_seconds.append(row["wall_s"])
+        self.seconds += row["wall_s"]
         done = sum(self.counts.values())
         left = self.total - done
-        mean = sum(self.trial_seconds) / len(self.trial_seconds)
-        eta = left * mean / max(1, self.concurrency)
+        if self.cost:
+            flops = self.cost.get(trial.key, 0.0)
+            self.flops_settled += flops
+            self.flops_run += flops if row["wall_s"] > 0 else 0.0
+            flops_left = sum(self.cost.values()) - self.flops_settled
+            eta = flops_left / max(self.flops_run, 1.0) * self.seconds / max(1, self.concurrency)
+        else:
+            eta = left * self.seconds / done / max(1, self.concurrency)
         status = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
         metric = f"test {row['test_rel_l2']:.4f}" if row["status"] == "ok" else row["error"][:80]
         print(
             f"[{done}/{self.total} done ({status}), {left} running or pending, about {eta / 60:.1f} min left] "
-            f"{name}: {metric}",
+            f"{trial.name}: {metric}",
             flush=True,
         )
 
@@ -181,7 +194,7 @@ class Recorder:
 
     def _write(self, trial: PlannedTrial, row: dict[str, Any]) -> None:
         write_row(self.results_dir, row)
-        self.progress.finished(trial.name, row)
+        self.progress.finished(trial, row)
 
 
 class RowWriterCallback:
@@ -318,7 +331,8 @@ def run_trials(
     pending.sort(key=lambda t: (bool(t.pretrained_key), -trial_flops(t)))  # stable
     if settings.concurrency is None:
         settings = replace(settings, concurrency=resource_slots(settings))
-    recorder = Recorder(results_dir, sweep, Progress(len(pending), settings.concurrency))
+    cost = {t.key: trial_flops(t) for t in pending}
+    recorder = Recorder(results_dir, sweep, Progress(len(pending), settings.concurrency, cost))
     for lo in range(0, len(pending), TRIAL_BATCH):
         batch = pending[lo : lo + TRIAL_BATCH]
         if lo:

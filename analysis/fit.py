@@ -375,7 +375,8 @@ def data_efficiency_gain(
             gain = n_sc / n_ft
             boot_ft, boot_sc = ft["boot"], sc["boot"]
             k = min(len(boot_ft), len(boot_sc))
-            ratio = examples_needed(target, *boot_sc[:k].T) / examples_needed(target, *boot_ft[:k].T)
+            with np.errstate(invalid="ignore"):  # inf / inf: neither replicate gets there; dropped
+                ratio = examples_needed(target, *boot_sc[:k].T) / examples_needed(target, *boot_ft[:k].T)
             lo, hi = _interval(ratio)
             if math.isinf(n_sc):
                 notes.append(f"scratch curve levels off at c = {sc['c']:.4g}, above the target")

@@ -61,6 +61,7 @@ class Report:
     fits: pd.DataFrame
     gains: pd.DataFrame
     health: pd.DataFrame
+    target_error: float | None = None  # the gain's target; None: each fine-tune curve's error at its smallest N
     figures: list[tuple[str, str, object]] = field(default_factory=list)  # (title, caption, go.Figure)
     notes: list[str] = field(default_factory=list)
 
@@ -286,7 +287,10 @@ def _figure_size_trend(report: Report) -> None:
     fig.update_yaxes(type="log", title_text="gain (x fewer examples)", row=1, col=1)
     fig.update_yaxes(title_text="exponent b", row=1, col=2)
     fig.update_layout(height=460, title="Model-size trend", legend={"orientation": "h", "y": -0.3})
-    target = "each fine-tune curve's own error at its smallest N" if report.notes == [] else report.notes[0]
+    if report.target_error is None:
+        target = "each fine-tune curve's own error at its smallest N"
+    else:
+        target = f"{report.target_error:g}"
     report.figures.append(
         (
             "Data-efficiency gain and fitted exponents vs model size",
@@ -371,9 +375,9 @@ def build_report(df: pd.DataFrame, target_error: float | None = None, n_boot: in
     points = select_points(df)
     fits = fit_curves(df, n_boot=n_boot, seed=seed, points=points)
     gains = data_efficiency_gain(df, target_error, fits=fits)
-    report = Report(points, fits, gains, df[list(HEALTH_COLUMNS)].copy())
+    report = Report(points, fits, gains, df[list(HEALTH_COLUMNS)].copy(), target_error)
     if target_error is not None:
-        report.notes.append(f"target error {target_error:g}")
+        report.notes.append(f"data-efficiency gain at the target error {target_error:g}")
     if not points.empty:
         _figures_error_vs_n(report)
         _figures_shifts(report)

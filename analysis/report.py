@@ -172,7 +172,7 @@ def _curve_traces(points, fits, family, shift, size, pretrain_families, show_leg
     return traces
 
 
-def _panel_figure(panels, rows, titles, height=420):
+def _panel_figure(panels, titles, height=420):
     """A row of log-log panels; panels: list of trace lists, one per column."""
     from plotly.subplots import make_subplots
 
@@ -181,7 +181,9 @@ def _panel_figure(panels, rows, titles, height=420):
         for trace in traces:
             fig.add_trace(trace, row=1, col=col)
         fig.update_xaxes(type="log", title_text=N_AXIS, row=1, col=col)
-    fig.update_yaxes(type="log", title_text=ERROR_AXIS, row=1, col=1)
+    fig.update_xaxes(dtick="D2", minorloglabels="complete")  # N at 10, 20, 50, 100, ...
+    fig.update_yaxes(type="log", minorloglabels="complete")  # 0.02, 0.03 rather than bare digits
+    fig.update_yaxes(title_text=ERROR_AXIS, row=1, col=1)
     fig.update_layout(height=height, margin={"t": 60, "b": 50}, legend={"orientation": "h", "y": -0.25})
     return fig
 
@@ -199,7 +201,7 @@ def _figures_error_vs_n(report: Report) -> None:
         sizes = _sizes(points[points["family"] == family])
         sources = _pretrain_sets(points, family)
         panels = [_curve_traces(points, fits, family, shift, s, sources, i == 0) for i, s in enumerate(sizes)]
-        fig = _panel_figure(panels, 1, [size_label(*s) for s in sizes])
+        fig = _panel_figure(panels, [size_label(*s) for s in sizes])
         fig.update_layout(title=f"{family}: test error vs N, shift '{shift}', one panel per model size")
         report.figures.append(
             (
@@ -221,7 +223,7 @@ def _figures_shifts(report: Report) -> None:
         size = _sizes(here)[-1]
         sources = _pretrain_sets(points, family)
         panels = [_curve_traces(points, fits, family, s, size, sources, i == 0) for i, s in enumerate(shifts)]
-        fig = _panel_figure(panels, 1, [f"shift '{s}'" for s in shifts])
+        fig = _panel_figure(panels, [f"shift '{s}'" for s in shifts])
         fig.update_layout(title=f"{family}: test error vs N across shifts, {size_label(*size)}")
         report.figures.append(
             (
@@ -284,7 +286,7 @@ def _figure_size_trend(report: Report) -> None:
             col=2,
         )
     fig.update_xaxes(type="log", title_text="model parameters")
-    fig.update_yaxes(type="log", title_text="gain (x fewer examples)", row=1, col=1)
+    fig.update_yaxes(type="log", minorloglabels="complete", title_text="gain (x fewer examples)", row=1, col=1)
     fig.update_yaxes(title_text="exponent b", row=1, col=2)
     fig.update_layout(height=460, title="Model-size trend", legend={"orientation": "h", "y": -0.3})
     if report.target_error is None:
@@ -320,7 +322,7 @@ def _figure_mixture(report: Report) -> None:
         panels = [
             _curve_traces(points, fits, family, s, size, [family, "mixture"], i == 0) for i, s in enumerate(shifts)
         ]
-        fig = _panel_figure(panels, 1, [f"shift '{s}'" for s in shifts])
+        fig = _panel_figure(panels, [f"shift '{s}'" for s in shifts])
         fig.update_layout(title=f"{family}: pre-trained on {family} alone vs on the mixture, {size_label(*size)}")
         report.figures.append(
             (

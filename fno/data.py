@@ -30,7 +30,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 import zipfile
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 
 from fno import __version__
+from fno.atomic import atomic_write, write_temp
 from fno.config import check_known_fields
 from fno.physics import families
 from fno.physics.families import CHANNELS, FAMILIES, PARAMS, PRETRAIN_RANGE, SINGLE_FAMILIES, UNION_CHANNELS
@@ -339,30 +339,6 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "fno-scaling" / "data"
 
 
-def _write_temp(directory: Path, prefix: str, write) -> Path:
-    """Write through ``write(file)`` to a new, uniquely named temp file in ``directory``, fsynced."""
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{prefix}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Replace ``path`` atomically: a temp file beside it, fsync, rename."""
-    tmp = _write_temp(path.parent, path.name, write)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -418,7 +394,7 @@ def _write_cache(directory: Path, key: str, spec: DatasetSpec, fields: Fields) -
         "coefficients": fields.coefficients.numpy(),
         **{f"param_{k}": v for k, v in fields.params.items()},
     }
-    tmp = _write_temp(directory, key, lambda fh: np.savez(fh, **arrays))
+    tmp = write_temp(directory, key, lambda fh: np.savez(fh, **arrays))
     digest = _sha256(tmp)
     arrays_path = directory / f"{key}-{digest[:16]}.npz"
     os.replace(tmp, arrays_path)
@@ -431,7 +407,7 @@ def _write_cache(directory: Path, key: str, spec: DatasetSpec, fields: Fields) -
         "data_version": DATA_VERSION,
         "code_version": __version__,
     }
-    _atomic_write(directory / f"{key}.json", lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
+    atomic_write(directory / f"{key}.json", lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
     now = time.time()
     for stale in directory.glob(f"{key}-*.npz"):  # arrays of entries this manifest replaced
         try:
@@ -589,7 +565,7 @@ def _write_dataset(spec: DatasetSpec, out: Path, dtype: str, chunk_size: int | N
     del inputs, targets
     os.replace(out / "inputs.npy.tmp", out / "inputs.npy")
     os.replace(out / "targets.npy.tmp", out / "targets.npy")
-    _atomic_write(out / "params.npz", lambda fh: np.savez(fh, **params))
+    atomic_write(out / "params.npz", lambda fh: np.savez(fh, **params))
     metadata = {
         "spec": spec.to_dict(),
         "channel_names": list(spec.channel_names),
@@ -602,7 +578,7 @@ def _write_dataset(spec: DatasetSpec, out: Path, dtype: str, chunk_size: int | N
         "code_version": __version__,
         "generated_s": round(elapsed, 3),
     }
-    _atomic_write(out / "metadata.json", lambda fh: fh.write(json.dumps(metadata, indent=1).encode()))
+    atomic_write(out / "metadata.json", lambda fh: fh.write(json.dumps(metadata, indent=1).encode()))
     rate = spec.n_samples / max(elapsed, 1e-9)
     print(f"wrote {spec.n_samples} {spec.family} samples at {n}x{n} to {out} ({elapsed:.2f} s, {rate:,.0f} samples/s)")
 

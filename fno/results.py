@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fno.atomic import atomic_write
+
 STATUSES = ("ok", "diverged", "failed", "stopped")  # stopped: ended early by a scheduler (ASHA)
 STAGES = ("pretrain", "downstream", "hpo")
 
@@ -53,7 +55,7 @@ SCHEMA = pa.schema(
         ("val_rel_l2", pa.float64()),  # best validation error
         ("test_rel_l2", pa.float64()),  # test error of the best-validation checkpoint
         ("train_loss", pa.float64()),
-        ("status", pa.string()),  # ok | diverged | failed
+        ("status", pa.string()),  # ok | diverged | failed | stopped
         ("error", pa.string()),
         ("wall_s", pa.float64()),
         ("train_s", pa.float64()),
@@ -86,9 +88,7 @@ def write_row(results_dir: str | os.PathLike, row: Mapping[str, Any]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist([checked], schema=SCHEMA)
     path = directory / f"{checked['key']}.parquet"
-    tmp = directory / f".{checked['key']}.{os.getpid()}.tmp"
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: pq.write_table(table, fh))
     return path
 
 
@@ -151,10 +151,7 @@ def compact(results_dir: str | os.PathLike) -> int:
         table = _latest_per_key([_read_file(path) for path in files])
     except FileNotFoundError:
         return 0
-    part = directory / f"{PART_PREFIX}{time.time_ns()}.parquet"
-    tmp = directory / f".{part.name}.{os.getpid()}.tmp"
-    pq.write_table(table, tmp)
-    os.replace(tmp, part)
+    atomic_write(directory / f"{PART_PREFIX}{time.time_ns()}.parquet", lambda fh: pq.write_table(table, fh))
     for path in files:
         path.unlink(missing_ok=True)
     return table.num_rows

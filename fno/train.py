@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from fno import __version__
+from fno.atomic import atomic_write
 from fno.config import check_known_fields, load_toml, parse_overrides
 from fno.data import DatasetSpec, Fields, Normalization, load_fields
 from fno.model import FNO2d, FNOConfig, check_modes
@@ -185,9 +186,7 @@ def save_checkpoint(path: str | os.PathLike, model: FNO2d, norm: Normalization, 
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: torch.save(checkpoint, fh))
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[FNO2d, Normalization, dict[str, Any]]:
@@ -392,35 +391,36 @@ def run_trial(
 # ---------------------------------------------------------------------------- CLI
 
 
+# TrialConfig fields with a flag of their own (any field: --set KEY=VALUE), and their types.
+CLI_FIELDS: dict[str, type] = {
+    "mode": str,
+    "family": str,
+    "pretrained": str,
+    "device": str,
+    "n_train": int,
+    "steps": int,
+    "width": int,
+    "modes": int,
+    "resolution": int,
+    "seed": int,
+    "threads": int,
+    "lr": float,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fno.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, help="TOML file of TrialConfig fields")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one field")
-    for name in ("mode", "family", "pretrained", "device"):
-        parser.add_argument(f"--{name}")
-    for name in ("n-train", "steps", "width", "modes", "resolution", "seed", "threads"):
-        parser.add_argument(f"--{name}", type=int)
-    parser.add_argument("--lr", type=float)
+    for name, kind in CLI_FIELDS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind)
     parser.add_argument("--out", type=Path, required=True, help="folder for result.json and checkpoint.pt")
     args = parser.parse_args(argv)
     try:
         fields: dict[str, Any] = {}
         if args.config:
             fields.update(load_toml(args.config))
-        for name in (
-            "mode",
-            "family",
-            "pretrained",
-            "device",
-            "n_train",
-            "steps",
-            "width",
-            "modes",
-            "resolution",
-            "seed",
-            "threads",
-            "lr",
-        ):
+        for name in CLI_FIELDS:
             value = getattr(args, name)
             if value is not None:
                 fields[name] = value

@@ -46,6 +46,7 @@ from sweeps.runner import (  # noqa: E402
     resource_slots,
     run_trials,
     trainable,
+    worker_config,
 )
 
 METRIC, MODE = "val_rel_l2", "min"  # declared once: the searcher, the scheduler and the summary use them
@@ -208,11 +209,7 @@ def run_search(setting: Setting, args: argparse.Namespace, study, storage, remai
     from ray.tune.search.optuna import OptunaSearch
 
     settings = run_settings(args)
-    threads = max(1, int(settings.cpus_per_trial))
-    config = setting.template.config.to_dict()
-    config.update(device=settings.device, threads=threads)
-    if setting.pretrain is not None:
-        config["pretrained"] = str(checkpoint_path(setting.sweep_dir, setting.pretrain.key).resolve())
+    config = worker_config(setting.template, setting.sweep_dir, settings)
     # The sampler is seeded per run: a continued study draws new points, not the first run's again.
     sampler = TPESampler(seed=args.seed + len(study.trials), n_startup_trials=min(10, args.trials // 2 or 1))
     searcher = OptunaSearch(sampler=sampler, study_name=setting.study_name, storage=storage)

@@ -32,7 +32,7 @@ from typing import Any
 
 from fno import __version__
 from fno.model import FNOConfig
-from fno.results import compact, skip_keys, statuses, write_row
+from fno.results import COLUMNS, compact, skip_keys, statuses, write_row
 from fno.train import TrialConfig, run_trial
 from sweeps.grid import PlannedTrial, trial_flops
 
@@ -85,27 +85,8 @@ def result_row(trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, e
         "started_at": "",
         "code_version": __version__,
     }
-    if result is not None:
-        for name in (
-            "status",
-            "error",
-            "val_rel_l2",
-            "test_rel_l2",
-            "train_loss",
-            "steps",
-            "epochs",
-            "batch_size",
-            "n_params",
-            "flops_per_sample",
-            "wall_s",
-            "train_s",
-            "samples_per_s",
-            "device",
-            "node",
-            "started_at",
-            "code_version",
-        ):
-            row[name] = result[name]
+    if result is not None:  # the trial's own measurements (TrialResult fields) take precedence
+        row.update({name: result[name] for name in COLUMNS if name in result})
     return row
 
 
@@ -145,7 +126,10 @@ class Progress:
     counts: Counter = field(default_factory=Counter)
     seconds: float = 0.0  # trials' own wall time so far
     flops_run: float = 0.0  # estimated FLOPs of the trials that ran (the rate's numerator)
-    flops_settled: float = 0.0  # ... of every trial with a row, run or not
+    flops_left: float = field(init=False)  # ... of the trials without a row yet
+
+    def __post_init__(self) -> None:
+        self.flops_left = sum(self.cost.values()) if self.cost else 0.0
 
     def finished(self, trial: PlannedTrial, row: dict[str, Any]) -> None:
         self.counts[row["status"]] += 1
@@ -154,10 +138,9 @@ class Progress:
         left = self.total - done
         if self.cost:
             flops = self.cost.get(trial.key, 0.0)
-            self.flops_settled += flops
+            self.flops_left -= flops
             self.flops_run += flops if row["wall_s"] > 0 else 0.0
-            flops_left = sum(self.cost.values()) - self.flops_settled
-            eta = flops_left / max(self.flops_run, 1.0) * self.seconds / max(1, self.concurrency)
+            eta = self.flops_left / max(self.flops_run, 1.0) * self.seconds / max(1, self.concurrency)
         else:
             eta = left * self.seconds / done / max(1, self.concurrency)
         status = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
@@ -328,10 +311,10 @@ def run_trials(
     status = statuses(results_dir)
     done = skip_keys(status, include_failed=not settings.retry_failed)
     pending = [t for t in trials if t.key not in done]
-    pending.sort(key=lambda t: (bool(t.pretrained_key), -trial_flops(t)))  # stable
+    cost = {t.key: trial_flops(t) for t in pending}
+    pending.sort(key=lambda t: (bool(t.pretrained_key), -cost[t.key]))  # stable
     if settings.concurrency is None:
         settings = replace(settings, concurrency=resource_slots(settings))
-    cost = {t.key: trial_flops(t) for t in pending}
     recorder = Recorder(results_dir, sweep, Progress(len(pending), settings.concurrency, cost))
     for lo in range(0, len(pending), TRIAL_BATCH):
         batch = pending[lo : lo + TRIAL_BATCH]
@@ -367,6 +350,10 @@ def _run_batch(batch, status, sweep, sweep_dir, settings, recorder) -> None:
         return
     running_pretrains = {t.key for t in batch if t.stage == "pretrain"}
     planned = {p.key: p for p, _ in specs}
+
+    def planned_of(tune_trial) -> PlannedTrial:
+        return planned[tune_trial.config["trial"]["key"]]
+
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
@@ -375,14 +362,14 @@ def _run_batch(batch, status, sweep, sweep_dir, settings, recorder) -> None:
             num_samples=len(specs),
             max_concurrent_trials=settings.concurrency,
             reuse_actors=True,
-            trial_name_creator=lambda t: planned[t.config["trial"]["key"]].name,
+            trial_name_creator=lambda t: planned_of(t).name,
             trial_dirname_creator=lambda t: t.config["trial"]["key"],
         ),
         run_config=tune.RunConfig(
             name=sweep,
             storage_path=str((sweep_dir / "ray").resolve()),
             failure_config=tune.FailureConfig(max_failures=settings.max_retries, fail_fast=False),
-            callbacks=[RowWriterCallback(lambda t: planned[t.config["trial"]["key"]], recorder)],
+            callbacks=[RowWriterCallback(planned_of, recorder)],
             verbose=settings.verbose,
         ),
     )
@@ -397,11 +384,8 @@ def _prepare(batch, status, sweep_dir, settings, recorder):
     its file is there.
     """
     runnable = []
-    threads = max(1, int(settings.cpus_per_trial))
     in_batch = {t.key for t in batch if t.stage == "pretrain"}
     for trial in batch:
-        config = trial.config.to_dict()
-        config.update(device=settings.device, threads=threads)
         out_dir = ""
         if trial.stage == "pretrain":
             out_dir = str(checkpoint_path(sweep_dir, trial.key).parent.resolve())
@@ -413,6 +397,16 @@ def _prepare(batch, status, sweep_dir, settings, recorder):
                 error = f"pre-training trial {trial.pretrained_key} is {why}; its checkpoint {path} is not usable"
                 recorder.record(trial, None, error)
                 continue
-            config["pretrained"] = str(path.resolve())
+        config = worker_config(trial, sweep_dir, settings)
         runnable.append((trial, {"key": trial.key, "config": config, "out_dir": out_dir}))
     return runnable
+
+
+def worker_config(trial: PlannedTrial, sweep_dir: Path, settings: RunSettings) -> dict[str, Any]:
+    """The TrialConfig fields a worker runs: the trial's, its execution settings, and the
+    absolute path of its pre-trained checkpoint (if any) under ``sweep_dir``."""
+    config = trial.config.to_dict()
+    config.update(device=settings.device, threads=max(1, int(settings.cpus_per_trial)))
+    if trial.pretrained_key:
+        config["pretrained"] = str(checkpoint_path(sweep_dir, trial.pretrained_key).resolve())
+    return config

@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `fno` and `sweeps` import
     sys.path.insert(0, str(ROOT))
 
 from fno.config import parse_overrides  # noqa: E402
-from fno.results import finished_keys, read_results  # noqa: E402
+from fno.results import finished_keys  # noqa: E402
 from sweeps.cluster import add_ray_arguments, check_resources, output_base, run_settings, start_ray  # noqa: E402
 from sweeps.grid import Preset, estimate_flops, expand  # noqa: E402
 from sweeps.runner import run_trials  # noqa: E402
@@ -59,7 +59,7 @@ def plan(args: argparse.Namespace):
 def print_plan(trials, sweep_dir: Path, throughput: float | None) -> None:
     from collections import Counter
 
-    done = set(read_results(sweep_dir / "results").column("key").to_pylist())
+    done = finished_keys(sweep_dir / "results")
     by_stage = Counter(t.stage for t in trials)
     pending = [t for t in trials if t.key not in done]
     print(f"plan for {sweep_dir}: {len(trials)} trials ({len(pending)} to run, {len(trials) - len(pending)} done)")
@@ -76,9 +76,10 @@ def _measure_throughput() -> float:
     import torch
 
     from fno.model import FNO2d
+    from fno.train import make_optimizer
 
     model = FNO2d(4, 1, 16, 6)
-    optimizer = torch.optim.Adam(model.parameters())
+    optimizer = make_optimizer(model, lr=1e-3)  # as trials train
     x, y = torch.randn(16, 4, 32, 32), torch.randn(16, 1, 32, 32)
     start, steps = time.perf_counter(), 0
     while time.perf_counter() - start < 1.0:

@@ -45,9 +45,8 @@ class _TruncatedRFFT(torch.autograd.Function):
 
     (..., n) real -> (..., m) complex. The adjoint of "transform, then keep m columns" is
     one irfft of the m-column gradient (halved where irfft doubles, at 0 < k < n/2),
-    times n; autograd's own backward instead zero-padded the gradient to n/2 + 1
-    columns and ran a full-length complex transform (at w32-m8, 64 x 64, batch 16 that
-    was about 10 ms of zero-filling and a full c2c per layer and step).
+    times n; autograd's own backward instead zero-pads the gradient to n/2 + 1 columns
+    and runs a full-length complex transform (benchmarks/bench_layers.py compares them).
     """
 
     @staticmethod
@@ -63,27 +62,6 @@ class _TruncatedRFFT(torch.autograd.Function):
         if n % 2 == 0 and m == n // 2 + 1:
             weight[-1] = 1.0  # the Nyquist frequency, likewise
         return torch.fft.irfft(grad * weight, n=n, dim=-1) * n, None
-
-
-class _ComplexBatchMatmul(torch.autograd.Function):
-    """bmm of complex (M, B, C) by (M, C, O) with a hand-written backward.
-
-    Autograd's own backward of a complex bmm multiplies by lazily conjugated operands,
-    which on CPU fell back to a per-matrix loop with a copy each (1.6x slower than this,
-    forward + backward at 512 modes, batch 16, 64 channels).
-    """
-
-    @staticmethod
-    def forward(ctx, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(a, w)
-        return torch.bmm(a, w)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        a, w = ctx.saved_tensors
-        grad_a = torch.bmm(grad, w.mH.resolve_conj()) if ctx.needs_input_grad[0] else None  # (M, B, C)
-        grad_w = torch.bmm(a.mH.resolve_conj(), grad) if ctx.needs_input_grad[1] else None  # (M, C, O)
-        return grad_a, grad_w
 
 
 class SpectralConv2d(nn.Module):
@@ -120,7 +98,7 @@ class SpectralConv2d(nn.Module):
         # (2m*m, B, C), made contiguous: batched complex GEMM on a strided view was 10-20%
         # slower for the whole layer, forward + backward (measured at w32-m8 and w64-m16).
         modes_first = corners.flatten(2).permute(2, 0, 1).contiguous()
-        out = _ComplexBatchMatmul.apply(modes_first, torch.view_as_complex(self.weight))  # (2m*m, B, O)
+        out = torch.bmm(modes_first, torch.view_as_complex(self.weight))  # (2m*m, B, O)
         out = out.permute(1, 2, 0).reshape(batch, self.out_channels, 2 * m, m)  # (B, O, 2m, m)
         gap = out.new_zeros(batch, self.out_channels, nx - 2 * m, m)  # the dropped kx rows
         out = torch.fft.ifft(torch.cat([out[:, :, :m], gap, out[:, :, m:]], dim=2), dim=-2)  # (B, O, X, m)
@@ -132,9 +110,9 @@ class Pointwise(nn.Module):
 
     Parameters as nn.Linear's (weight (out, in), bias (out,)), same initialisation.
     Runs as one ``baddbmm`` of the expanded weight with the (batch, in, x*y) view, bias
-    as its broadcast addend: on CPU, forward + backward at batch 16, 64 x 64, that was
-    1.3x to 2.6x faster than a 1x1 convolution and 2x to 3.5x faster than an einsum, from
-    4 -> 16 to 64 -> 128 channels (the matmul backward needs no transposed copies).
+    as its broadcast addend: on CPU, forward + backward, as fast as or faster than a 1x1
+    convolution or an einsum from 4 -> 16 to 64 -> 128 channels (the matmul backward
+    needs no transposed copies; numbers from benchmarks/bench_layers.py in README.md).
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:

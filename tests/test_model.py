@@ -53,8 +53,8 @@ def test_spectral_conv_equals_dense_reference(nx, ny, modes):
 
 @pytest.mark.parametrize("nx,ny,modes", [(8, 8, 4), (9, 7, 4), (8, 6, 4), (10, 9, 3)])
 def test_spectral_conv_gradients_equal_the_dense_reference(nx, ny, modes):
-    """The hand-written backward passes (truncated rfft, complex bmm) against autograd of
-    the dense reference, for input and weights; (8, 6, 4) keeps the Nyquist column."""
+    """The hand-written backward pass (truncated rfft) against autograd of the dense
+    reference, for input and weights; (8, 6, 4) keeps the Nyquist column."""
     torch.manual_seed(0)
     layer = SpectralConv2d(3, 2, modes).double()
     x = torch.randn(2, 3, nx, ny, dtype=torch.float64, requires_grad=True)

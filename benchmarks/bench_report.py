@@ -6,7 +6,9 @@ two pre-training sets (single family, mixture), plus zero-shot rows and 1% faile
 trials: about 105,000 rows, 162 fitted curves. Test errors follow saturating power
 laws with 10% log-normal noise.
 
-    python benchmarks/bench_report.py [--seeds 10] [--n-boot 200]
+    python benchmarks/bench_report.py [--seeds 10] [--n-boot 200] [--one-row-files 5000]
+
+The last part times what compaction avoids: reading rows stored one file per row.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.fit import read_table
 from analysis.report import build_report, write_html, write_summary
-from fno.results import PART_PREFIX, SCHEMA, write_row
+from fno.results import PART_PREFIX, SCHEMA, read_results, write_row
 
 FAMILIES = ("poisson", "advdiff", "helmholtz")
 SHIFTS = ("none", "moderate", "large")
@@ -80,6 +82,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10, help="seeds per point (10: about 105,000 rows)")
     parser.add_argument("--n-boot", type=int, default=200)
+    parser.add_argument(
+        "--one-row-files",
+        type=int,
+        default=5000,
+        help="also time reading this many rows stored one file per row, uncompacted (0: skip)",
+    )
     args = parser.parse_args()
     df = synthetic_table(args.seeds, np.random.default_rng(0))
     with tempfile.TemporaryDirectory() as out:
@@ -107,6 +115,14 @@ def main() -> None:
         f"read {loaded - started:.1f} s; fits, gains and figures {built - loaded:.1f} s; HTML and Markdown "
         f"{done - built:.1f} s ({size / 2**20:.1f} MB); total {done - started:.1f} s"
     )
+
+    if args.one_row_files:
+        with tempfile.TemporaryDirectory() as out:
+            for row in df.iloc[: args.one_row_files].to_dict("records"):
+                write_row(out, row)
+            started = time.perf_counter()
+            rows = read_results(out).num_rows
+            print(f"uncompacted: {rows:,} one-row files read in {time.perf_counter() - started:.1f} s")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ REQUIRED_COLUMNS = (
     "mode",
     "width",
     "modes",
+    "layers",
     "n_params",
     "n_train",
     "lr",
@@ -55,11 +56,15 @@ REQUIRED_COLUMNS = (
 )
 DOWNSTREAM_MODES = ("scratch", "finetune", "zeroshot")
 FITTED_MODES = ("scratch", "finetune")
-SIZE_KEYS = ["width", "modes", "n_params"]
+# A model size is its architecture. The parameter count is not a key: it depends on the
+# input channels (a mixture-pretrained model reads the union layout, so its lifting layer
+# is larger), and keying on it split one size into several and lost the mixture's gains.
+SIZE_KEYS = ["width", "modes", "layers"]
 CURVE_KEYS = ["family", "shift", "pretrain_family", *SIZE_KEYS, "mode"]
 POINT_KEYS = [*CURVE_KEYS, "n_train"]
 B_MAX = 3.0  # largest exponent searched; a fit that ends there has not converged
 MIN_POINTS = 4  # fewer points than this: the curve is flagged untrustworthy
+RANGE_SLACK = 1e-9  # relative tolerance of "inside the measured range"
 CONFIDENCE = 0.95
 
 
@@ -91,19 +96,32 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def select_points(df: pd.DataFrame) -> pd.DataFrame:
     """One row per point: the learning rate chosen by mean validation error over seeds.
 
-    Columns: POINT_KEYS, lr, val_rel_l2 (mean), test_rel_l2 (mean), test_std (over seeds,
-    0 with one seed), n_seeds. Only rows with status ``ok`` count. Zero-shot rows have no
-    validation error (nothing is trained) and one learning rate; they are kept as they are.
+    Columns: POINT_KEYS, n_params (of the model as trained), lr, val_rel_l2 (mean),
+    test_rel_l2 (mean), test_std (over seeds, 0 with one seed), n_seeds, seed_errors (the
+    chosen rate's per-seed test errors, a tuple, for the seed-level bootstrap), lr_min,
+    lr_max, n_lrs (the learning rates the sweep tried at this point, whatever their
+    status). Only rows with status ``ok`` count. Zero-shot rows have no validation error
+    (nothing is trained) and one learning rate; they are kept as they are.
     """
     check_columns(df)
-    ok = df[(df["status"] == "ok") & df["mode"].isin(DOWNSTREAM_MODES)]
+    rows = df[df["mode"].isin(DOWNSTREAM_MODES)]
+    if "stage" in rows:  # budget probes (twice the budget) are checks, not points of the curve
+        rows = rows[rows["stage"] != "probe"]
+    grid = (
+        rows.groupby(POINT_KEYS, dropna=False, sort=False)
+        .agg(lr_min=("lr", "min"), lr_max=("lr", "max"), n_lrs=("lr", "nunique"))
+        .reset_index()
+    )
+    ok = rows[rows["status"] == "ok"]
     per_lr = (
         ok.groupby([*POINT_KEYS, "lr"], dropna=False, sort=False)
         .agg(
+            n_params=("n_params", "max"),
             val_rel_l2=("val_rel_l2", "mean"),
             test_rel_l2=("test_rel_l2", "mean"),
             test_std=("test_rel_l2", "std"),
             n_seeds=("seed", "nunique"),
+            seed_errors=("test_rel_l2", tuple),
         )
         .reset_index()
     )
@@ -111,6 +129,7 @@ def select_points(df: pd.DataFrame) -> pd.DataFrame:
     # Lowest validation error first (NaN, i.e. zero-shot, last), ties by learning rate.
     ranked = per_lr.sort_values(["val_rel_l2", "lr"], na_position="last", kind="stable")
     points = ranked.groupby(POINT_KEYS, dropna=False, sort=False).head(1)
+    points = points.merge(grid, on=POINT_KEYS, how="left")
     return points.sort_values(POINT_KEYS, kind="stable").reset_index(drop=True)
 
 
@@ -184,13 +203,49 @@ def _fit_power(n: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def _residual_bootstrap(fitted: np.ndarray, y: np.ndarray, n_params: int, n_boot: int, rng) -> np.ndarray:
-    """(n_boot, m) replicates: the fitted curve times resampled, inflated log residuals."""
+def _seed_stage(seed_errors: Sequence[Sequence[float]] | None, y: np.ndarray, n_boot: int, rng) -> np.ndarray:
+    """(n_boot, m) log deviations of each point's mean when its seeds are resampled.
+
+    Point i's seeds are drawn with replacement and averaged; the log ratio to the
+    observed mean is inflated by sqrt(k / (k - 1)) (k seeds), since resampling k values
+    under-states the variance of their mean by (k - 1) / k. Points with one seed get 0.
+    The loop runs over the curve's N values (a dozen), not over samples.
+    """
+    deviations = np.zeros((n_boot, len(y)))
+    for i, errors in enumerate(seed_errors or ()):
+        errors = np.asarray(errors, dtype=float)
+        k = errors.size
+        if k < 2 or not np.all(errors > 0):
+            continue
+        means = errors[rng.integers(0, k, size=(n_boot, k))].mean(axis=1)
+        deviations[:, i] = np.log(means / errors.mean()) * math.sqrt(k / (k - 1))
+    return deviations
+
+
+def _two_stage_bootstrap(fitted, y, seed_errors, n_params: int, n_boot: int, rng) -> tuple[np.ndarray, str]:
+    """Replicates that resample seeds within each point as well as residuals across points.
+
+    Without several seeds this is the residual bootstrap. With them, each replicate is
+    fitted * exp(s r* + d*), where d* is the point's seed-resampled deviation
+    (``_seed_stage``) and r* a resampled residual shrunk by s = sqrt(1 - v_seed / v_total)
+    so that the total variance stays that of the residuals: the between-point part
+    (the data set, the learning-rate choice, lack of fit) comes from the residuals, the
+    seed part from the seeds, point by point (so points with noisier seeds vary more).
+    Returns the (n_boot, m) replicates and a note (empty unless seeds were used).
+    """
     m = len(y)
     residuals = np.log(y / fitted)
     residuals = (residuals - residuals.mean()) * math.sqrt(m / max(m - n_params, 1))
+    deviations = _seed_stage(seed_errors, y, n_boot, rng)
+    v_total = float((residuals**2).mean())
+    v_seed = float(deviations.var(axis=0).mean())
+    note = ""
+    shrink = 1.0
+    if v_seed > 0:
+        shrink = math.sqrt(max(1.0 - v_seed / v_total, 0.0)) if v_total > 0 else 0.0
+        note = f"seeds resampled within points (seed share of the residual variance {min(v_seed / v_total, 1):.0%})"
     draws = rng.integers(0, m, size=(n_boot, m))
-    return fitted[None, :] * np.exp(residuals[draws])
+    return fitted[None, :] * np.exp(shrink * residuals[draws] + deviations), note
 
 
 def _standard_errors(n: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray, sse: np.ndarray) -> np.ndarray:
@@ -244,15 +299,30 @@ def examples_needed(error: float | np.ndarray, a, b, c):
     return np.where(error > c, n, np.inf)
 
 
-def fit_curve(n: Sequence[float], err: Sequence[float], n_boot: int = 200, seed: int = 0) -> dict:
-    """Fit one learning curve; see the module docstring. Returns a dict of the fit's columns."""
+def fit_curve(
+    n: Sequence[float],
+    err: Sequence[float],
+    n_boot: int = 200,
+    seed: int = 0,
+    seed_errors: Sequence[Sequence[float]] | None = None,
+) -> dict:
+    """Fit one learning curve; see the module docstring. Returns a dict of the fit's columns.
+
+    n, err: the points (err: the mean over seeds). seed_errors: per point, the seeds'
+    own errors (err[i] is their mean); with several seeds the bootstrap resamples them
+    too (``_two_stage_bootstrap``).
+    """
     n, y = np.asarray(n, dtype=float), np.asarray(err, dtype=float)
+    if seed_errors is not None and len(seed_errors) != len(n):
+        raise ValueError(f"seed_errors needs one entry per point ({len(n)}), got {len(seed_errors)}")
     if n.ndim != 1 or n.shape != y.shape:
         raise ValueError(f"n and err must be 1-d of equal length, got shapes {n.shape} and {y.shape}")
     if np.any(n <= 0) or np.any(~np.isfinite(y)) or np.any(y <= 0):
         raise ValueError("n must be positive and err finite and positive")
     order = np.argsort(n)
     n, y = n[order], y[order]
+    if seed_errors is not None:
+        seed_errors = [seed_errors[i] for i in order]
     m = len(n)
     row: dict = {"n_points": m, "n_min": int(n[0]) if m else 0, "n_max": int(n[-1]) if m else 0}
     saturating_fields = ["a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "c", "c_lo", "c_hi", "rms_log_residual", "r2_log"]
@@ -265,7 +335,8 @@ def fit_curve(n: Sequence[float], err: Sequence[float], n_boot: int = 200, seed:
     se = _standard_errors(n, a, b, c, sse)[0]  # (3,)
     a, b, c = float(a[0]), float(b[0]), float(c[0])
     fitted = saturating(n, a, b, c)
-    boot_a, boot_b, boot_c, boot_sse = _fit_saturating(n, _residual_bootstrap(fitted, y, 3, n_boot, rng))
+    replicates, seed_note = _two_stage_bootstrap(fitted, y, seed_errors, 3, n_boot, rng)
+    boot_a, boot_b, boot_c, boot_sse = _fit_saturating(n, replicates)
     boot_se = _standard_errors(n, boot_a, boot_b, boot_c, boot_sse)  # (n_boot, 3)
     (a_lo, a_hi), (b_lo, b_hi), (c_lo, c_hi) = (
         _studentized_interval(est, se[i], boot, boot_se[:, i]) if m > 3 else (math.nan, math.nan)
@@ -274,7 +345,7 @@ def fit_curve(n: Sequence[float], err: Sequence[float], n_boot: int = 200, seed:
     log_res = np.log(y / fitted)
     log_y = np.log(y)
     total = ((log_y - log_y.mean()) ** 2).sum()
-    warnings = []
+    warnings = [seed_note] if seed_note else []
     if m < MIN_POINTS:
         warnings.append(f"only {m} points (< {MIN_POINTS}): a, b, c are barely determined")
     if b >= B_MAX * (1 - 1e-6):
@@ -285,7 +356,7 @@ def fit_curve(n: Sequence[float], err: Sequence[float], n_boot: int = 200, seed:
         extrapolation = float(abs(saturating(n[-1], ha, hb, hc) / y[-1] - 1.0))
     pa_, pb_ = (v[0] for v in _fit_power(n, y[None, :]))
     fitted_pow = pa_ * n**-pb_
-    _, boot_pb = _fit_power(n, _residual_bootstrap(fitted_pow, y, 2, n_boot, rng))
+    _, boot_pb = _fit_power(n, _two_stage_bootstrap(fitted_pow, y, seed_errors, 2, n_boot, rng)[0])
     return {
         **row,
         "a": a,
@@ -325,10 +396,43 @@ def fit_curves(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, points: pd.Da
     rows = []
     fitted = points[points["mode"].isin(FITTED_MODES)]
     for index, (keys, curve) in enumerate(fitted.groupby(CURVE_KEYS, dropna=False, sort=True)):
-        fit = fit_curve(curve["n_train"].to_numpy(), curve["test_rel_l2"].to_numpy(), n_boot, seed + index)
-        rows.append({**dict(zip(CURVE_KEYS, keys, strict=True)), **fit})
-    columns = [*CURVE_KEYS, "n_points", "n_min", "n_max"]
+        seeds = list(curve["seed_errors"]) if "seed_errors" in curve else None
+        fit = fit_curve(curve["n_train"].to_numpy(), curve["test_rel_l2"].to_numpy(), n_boot, seed + index, seeds)
+        size = {"n_params": int(curve["n_params"].max())}
+        rows.append({**dict(zip(CURVE_KEYS, keys, strict=True)), **size, **fit})
+    columns = [*CURVE_KEYS, "n_params", "n_points", "n_min", "n_max"]
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=[*columns, "a", "b", "c", "warning", "boot"])
+
+
+GAIN_VERDICTS = {
+    "measured": "both curves reach the target inside their measured N",
+    "lower bound": "scratch does not reach the target inside its measured N: gain >= bound",
+    "upper bound": "scratch is already at the target at its smallest N: gain <= bound",
+    "not measurable with this budget": "scratch levels off above the target, and its floor is likely a training-budget "
+    "artefact (see the diagnostics): no gain can be read from this sweep",
+    "target out of range": "the target lies outside the fine-tune curve's measured range",
+}
+
+
+def default_targets(fits: pd.DataFrame) -> pd.DataFrame:
+    """The target error of each (family, shift), one for all its sizes and pre-training sets.
+
+    The lowest fitted error that any fine-tune curve reaches at its smallest N (so the
+    best curve's gain is the gain of its fewest-example point), raised if need be to the
+    highest error any fine-tune curve reaches at its largest N, so that every fine-tune
+    curve reaches the target inside its measured N; where no error lies in every curve's
+    range, the geometric mean of the two. Columns: family, shift, target_error.
+    """
+    ft = fits[(fits["mode"] == "finetune") & np.isfinite(fits["b"].astype(float))]
+    if ft.empty:
+        return pd.DataFrame(columns=["family", "shift", "target_error"])
+    a, b, c = (ft[k].astype(float) for k in ("a", "b", "c"))
+    ft = ft.assign(reach_hi=saturating(ft["n_min"].astype(float), a, b, c))
+    ft = ft.assign(reach_lo=saturating(ft["n_max"].astype(float), a, b, c))
+    bounds = ft.groupby(["family", "shift"], sort=True).agg(hi=("reach_hi", "min"), lo=("reach_lo", "max"))
+    common = bounds["hi"] >= bounds["lo"]
+    target = np.where(common, bounds["hi"], np.sqrt(bounds["hi"] * bounds["lo"]))
+    return bounds.assign(target_error=target).reset_index()[["family", "shift", "target_error"]]
 
 
 def data_efficiency_gain(
@@ -337,65 +441,90 @@ def data_efficiency_gain(
     fits: pd.DataFrame | None = None,
     n_boot: int = 200,
     seed: int = 0,
+    floor_artefacts: set[tuple] | None = None,
 ) -> pd.DataFrame:
-    """Scratch examples needed over fine-tune examples needed to reach ``target_error``.
+    """Scratch examples needed over fine-tune examples needed to reach a target error.
 
-    One row per fine-tune curve with a matching scratch curve (same family, shift and
-    size). ``target_error`` None: each fine-tune curve's own fitted error at its smallest
-    N (the gain of the fewest-example point). A target outside the errors the fine-tune
-    curve reaches over its measured N gives NaN; a target below the scratch curve's floor
-    c gives inf (scratch training never gets there). Columns: family, shift,
-    pretrain_family, width, modes, n_params, target_error, n_finetune, n_scratch, gain,
-    gain_lo, gain_hi (95%), note.
+    One row per fine-tune curve; its scratch partner is the curve of the same family,
+    shift and architecture (SIZE_KEYS). ``target_error`` None: per (family, shift), the
+    ``default_targets`` error. N(e) inverts a fitted curve. The result is a claim only
+    where both curves reach the target inside their measured N; otherwise it is censored
+    and said so in ``verdict`` (GAIN_VERDICTS), with ``bound`` the bound it implies:
+    - scratch past its largest N (or never): gain >= N_max(scratch) / N_finetune;
+    - scratch at the target already at its smallest N: gain <= N_min(scratch) / N_finetune;
+    - scratch levelling off above the target with a floor in ``floor_artefacts`` (keys
+      family, shift, width, modes, layers; from ``analysis.diagnostics``): "not
+      measurable with this budget".
+    A fine-tune curve without a scratch partner gets a row saying so. Columns: family,
+    shift, pretrain_family, width, modes, layers, n_params (of the fine-tuned model),
+    target_error, n_finetune, n_scratch, gain, gain_lo, gain_hi (95%, measured gains
+    only), bound, verdict, note, boot (the gain's bootstrap replicates, or None).
     """
     if target_error is not None and not (isinstance(target_error, int | float) and target_error > 0):
         raise ValueError(f"target_error must be a positive number or None, got {target_error!r}")
     fits = fit_curves(df, n_boot=n_boot, seed=seed) if fits is None else fits
     check_columns(fits, [*CURVE_KEYS, "a", "b", "c", "n_min", "n_max", "boot"])
+    targets = default_targets(fits).set_index(["family", "shift"])["target_error"]
     scratch = fits[fits["mode"] == "scratch"].set_index(["family", "shift", *SIZE_KEYS])
+    floor_artefacts = floor_artefacts or set()
     rows = []
     for _, ft in fits[fits["mode"] == "finetune"].iterrows():
-        key = (ft["family"], ft["shift"], ft["width"], ft["modes"], ft["n_params"])
-        row = {k: ft[k] for k in ["family", "shift", "pretrain_family", *SIZE_KEYS]}
-        if key not in scratch.index or ft["boot"] is None:
+        key = (ft["family"], ft["shift"], *(ft[k] for k in SIZE_KEYS))
+        row = {k: ft[k] for k in ["family", "shift", "pretrain_family", *SIZE_KEYS, "n_params"]}
+        row.update(dict.fromkeys(["target_error", "n_finetune", "n_scratch", "gain", "gain_lo", "gain_hi", "bound"]))
+        if target_error is not None:
+            row["target_error"] = float(target_error)
+        elif (ft["family"], ft["shift"]) in targets.index:
+            row["target_error"] = float(targets.loc[(ft["family"], ft["shift"])])
+        sc = scratch.loc[key] if key in scratch.index else None
+        if sc is None or ft["boot"] is None or sc["boot"] is None or row["target_error"] is None:
+            why = "no scratch curve of this architecture" if sc is None else "a curve has too few points to fit"
+            rows.append({**row, "verdict": "no fit", "note": why, "boot": None})
             continue
-        sc = scratch.loc[key]
-        if sc["boot"] is None:
-            continue
-        reach_lo = saturating(ft["n_max"], ft["a"], ft["b"], ft["c"])
-        reach_hi = saturating(ft["n_min"], ft["a"], ft["b"], ft["c"])
-        target = reach_hi if target_error is None else float(target_error)
-        n_ft = float(examples_needed(target, ft["a"], ft["b"], ft["c"]))
-        n_sc = float(examples_needed(target, sc["a"], sc["b"], sc["c"]))
-        notes = []
-        if not reach_lo * (1 - 1e-9) <= target <= reach_hi * (1 + 1e-9):
-            notes.append(f"target outside the fine-tune curve's range [{reach_lo:.4g}, {reach_hi:.4g}]")
-            gain = lo = hi = math.nan
-        else:
-            gain = n_sc / n_ft
-            boot_ft, boot_sc = ft["boot"], sc["boot"]
-            k = min(len(boot_ft), len(boot_sc))
-            with np.errstate(invalid="ignore"):  # inf / inf: neither replicate gets there; dropped
-                ratio = examples_needed(target, *boot_sc[:k].T) / examples_needed(target, *boot_ft[:k].T)
-            lo, hi = _interval(ratio)
-            if math.isinf(n_sc):
-                notes.append(f"scratch curve levels off at c = {sc['c']:.4g}, above the target")
-            elif n_sc > sc["n_max"]:
-                notes.append(f"scratch N extrapolated beyond the largest measured N ({sc['n_max']})")
-        rows.append(
-            {
-                **row,
-                "target_error": target,
-                "n_finetune": n_ft,
-                "n_scratch": n_sc,
-                "gain": gain,
-                "gain_lo": lo,
-                "gain_hi": hi,
-                "note": "; ".join(notes),
-            }
-        )
-    columns = ["family", "shift", "pretrain_family", *SIZE_KEYS, "target_error", "n_finetune", "n_scratch"]
-    return pd.DataFrame(rows, columns=[*columns, "gain", "gain_lo", "gain_hi", "note"])
+        rows.append({**row, **_gain(ft, sc, row["target_error"], key in floor_artefacts)})
+    columns = ["family", "shift", "pretrain_family", *SIZE_KEYS, "n_params", "target_error", "n_finetune"]
+    columns += ["n_scratch", "gain", "gain_lo", "gain_hi", "bound", "verdict", "note", "boot"]
+    out = pd.DataFrame(rows, columns=columns)
+    for column in ["target_error", "n_finetune", "n_scratch", "gain", "gain_lo", "gain_hi", "bound"]:
+        out[column] = out[column].astype(float)
+    return out
+
+
+def _gain(ft: pd.Series, sc: pd.Series, target: float, floor_artefact: bool) -> dict:
+    """The gain columns of one (fine-tune, scratch) pair at ``target``; see data_efficiency_gain."""
+    n_ft = float(examples_needed(target, ft["a"], ft["b"], ft["c"]))
+    n_sc = float(examples_needed(target, sc["a"], sc["b"], sc["c"]))
+    out = {"n_finetune": n_ft, "n_scratch": n_sc, "boot": None}
+    reach_lo = saturating(ft["n_max"], ft["a"], ft["b"], ft["c"])
+    reach_hi = saturating(ft["n_min"], ft["a"], ft["b"], ft["c"])
+    if not reach_lo * (1 - RANGE_SLACK) <= target <= reach_hi * (1 + RANGE_SLACK):
+        note = f"target {target:.4g} outside the fine-tune curve's range [{reach_lo:.4g}, {reach_hi:.4g}]"
+        return {**out, "verdict": "target out of range", "note": note}
+    k = min(len(ft["boot"]), len(sc["boot"]))
+    with np.errstate(invalid="ignore", divide="ignore"):  # inf / inf: neither replicate gets there; dropped
+        ratio = examples_needed(target, *sc["boot"][:k].T) / examples_needed(target, *ft["boot"][:k].T)
+    if n_sc > sc["n_max"] * (1 + RANGE_SLACK):
+        bound = sc["n_max"] / n_ft
+        beyond = f"never (floor c = {sc['c']:.4g})" if math.isinf(n_sc) else f"at N = {n_sc:.3g} by extrapolation"
+        note = f"scratch reaches {target:.4g} {beyond}; largest measured N {int(sc['n_max'])}"
+        verdict = "not measurable with this budget" if floor_artefact else "lower bound"
+        return {**out, "bound": bound, "verdict": verdict, "note": note, "boot": ratio}
+    if n_sc < sc["n_min"] * (1 - RANGE_SLACK):
+        note = f"scratch is at {target:.4g} already at its smallest N ({int(sc['n_min'])})"
+        return {**out, "bound": sc["n_min"] / n_ft, "verdict": "upper bound", "note": note, "boot": ratio}
+    lo, hi = _interval(ratio)
+    note = ""
+    if np.isinf(ratio).mean() > (1 - CONFIDENCE) / 2:
+        note = f"{np.isinf(ratio).mean():.0%} of bootstrap replicates: scratch never reaches the target"
+    return {
+        **out,
+        "gain": n_sc / n_ft,
+        "gain_lo": lo,
+        "gain_hi": hi,
+        "verdict": "measured",
+        "note": note,
+        "boot": ratio,
+    }
 
 
 FIT_COLUMNS = [*CURVE_KEYS, "n_points", "a", "b", "b_lo", "b_hi", "c", "rms_log_residual", "b_pow", "warning"]
@@ -422,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_rows", 500):
         print(fits[FIT_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         print()
-        print(gains.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(gains.drop(columns="boot").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
 
 

@@ -33,9 +33,13 @@ import pandas as pd
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from analysis.diagnostics import CHECKS, diagnose, floor_artefacts, probe_table
+from analysis.findings import Findings, build_findings
 from analysis.fit import (
     CURVE_KEYS,
+    GAIN_VERDICTS,
     REQUIRED_COLUMNS,
+    SIZE_KEYS,
     add_fit_arguments,
     check_columns,
     data_efficiency_gain,
@@ -45,7 +49,7 @@ from analysis.fit import (
     select_points,
 )
 
-HEALTH_COLUMNS = ("key", "mode", "status", "error", "wall_s")
+HEALTH_COLUMNS = ("key", "stage", "mode", "status", "error", "wall_s")
 SHIFT_ORDER = ("none", "moderate", "large")
 MODE_COLOURS = {"scratch": "#d62728", "finetune": "#1f77b4", "zeroshot": "#7f7f7f"}
 MIXTURE_COLOUR = "#2ca02c"
@@ -61,13 +65,16 @@ class Report:
     fits: pd.DataFrame
     gains: pd.DataFrame
     health: pd.DataFrame
-    target_error: float | None = None  # the gain's target; None: each fine-tune curve's error at its smallest N
+    flags: pd.DataFrame  # the diagnostics (analysis.diagnostics.diagnose)
+    findings: Findings
+    probes: pd.DataFrame  # budget probes beside their base trials (empty without)
+    target_error: float | None = None  # the gain's target; None: per (family, shift), fit.default_targets
     figures: list[tuple[str, str, object]] = field(default_factory=list)  # (title, caption, go.Figure)
     notes: list[str] = field(default_factory=list)
 
 
-def size_label(width: int, modes: int, n_params: int) -> str:
-    return f"w{width}-m{modes} ({_count(n_params)} parameters)"
+def size_label(width: int, modes: int, layers: int, n_params: int) -> str:
+    return f"w{width}-m{modes}-l{layers} ({_count(n_params)} parameters)"
 
 
 def _count(n: float) -> str:
@@ -82,22 +89,25 @@ def _shifts(values) -> list[str]:
     return known + sorted(set(values) - set(SHIFT_ORDER))
 
 
-def _sizes(df: pd.DataFrame) -> list[tuple[int, int, int]]:
-    sizes = df[["width", "modes", "n_params"]].drop_duplicates().sort_values("n_params")
-    return [tuple(int(v) for v in row) for row in sizes.itertuples(index=False)]
+def _sizes(df: pd.DataFrame) -> list[tuple[int, int, int, int]]:
+    """Architectures (width, modes, layers) with their smallest parameter count (the
+    single-family layout's), smallest first."""
+    sizes = df.groupby(SIZE_KEYS, sort=False)["n_params"].min().reset_index().sort_values("n_params")
+    return [tuple(int(v) for v in row) for row in sizes[[*SIZE_KEYS, "n_params"]].itertuples(index=False)]
 
 
 def _curve_traces(points, fits, family, shift, size, pretrain_families, show_legend):
     """Traces of one panel: points and fits of scratch and fine-tune, and zero-shot."""
     import plotly.graph_objects as go
 
-    width, modes, n_params = size
+    width, modes, layers, _ = size
     traces = []
     here = points[
         (points["family"] == family)
         & (points["shift"] == shift)
         & (points["width"] == width)
         & (points["modes"] == modes)
+        & (points["layers"] == layers)
     ]
     lines = [("scratch", ""), *((m, p) for m in ("finetune", "zeroshot") for p in pretrain_families)]
     n_range = here.loc[here["mode"] != "zeroshot", "n_train"]
@@ -108,6 +118,7 @@ def _curve_traces(points, fits, family, shift, size, pretrain_families, show_leg
         mixture = source == "mixture"
         colour = MIXTURE_COLOUR if mixture and mode == "finetune" else MODE_COLOURS[mode]
         name = {"scratch": "scratch", "finetune": f"fine-tune ({source})", "zeroshot": f"zero-shot ({source})"}[mode]
+        n_params = int(sel["n_params"].max())  # of the model as trained (a mixture model reads more channels)
         meta = {"family": family, "shift": shift, "mode": mode, "pretrain_family": source, "n_params": n_params}
         if mode == "zeroshot":
             if n_range.empty:
@@ -149,6 +160,7 @@ def _curve_traces(points, fits, family, shift, size, pretrain_families, show_leg
             & (fits["shift"] == shift)
             & (fits["width"] == width)
             & (fits["modes"] == modes)
+            & (fits["layers"] == layers)
             & (fits["mode"] == mode)
             & (fits["pretrain_family"] == source)
         ]
@@ -267,6 +279,24 @@ def _figure_size_trend(report: Report) -> None:
             row=1,
             col=1,
         )
+    bounded = gains[gains["verdict"].isin(("lower bound", "upper bound", "not measurable with this budget"))]
+    for (family, shift, source, verdict), g in bounded.groupby(
+        ["family", "shift", "pretrain_family", "verdict"], sort=True
+    ):
+        symbol = {"lower bound": "triangle-up", "upper bound": "triangle-down"}.get(verdict, "x-open")
+        fig.add_trace(
+            go.Scatter(
+                x=g["n_params"],
+                y=g["bound"],
+                mode="markers",
+                marker={"symbol": symbol, "size": 11},
+                name=f"{verdict}: {family}, {shift}, pre-trained on {source}",
+                meta={"family": family, "shift": shift, "pretrain_family": source, "kind": "gain bound"},
+                hovertemplate=f"{verdict}: %{{y:.3g}}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
     for (family, shift, mode, source), f in fits.groupby(["family", "shift", "mode", "pretrain_family"], sort=True):
         f = f[np.isfinite(f["b"])].sort_values("n_params")
         if f.empty:
@@ -290,7 +320,7 @@ def _figure_size_trend(report: Report) -> None:
     fig.update_yaxes(title_text="exponent b", row=1, col=2)
     fig.update_layout(height=460, title="Model-size trend", legend={"orientation": "h", "y": -0.3})
     if report.target_error is None:
-        target = "each fine-tune curve's own error at its smallest N"
+        target = "per family and shift, the lowest error any fine-tune curve reaches at its smallest N"
     else:
         target = f"{report.target_error:g}"
     report.figures.append(
@@ -298,7 +328,9 @@ def _figure_size_trend(report: Report) -> None:
             "Data-efficiency gain and fitted exponents vs model size",
             f"Left: how many times more examples scratch training needs than fine-tuning to reach the target "
             f"error ({target}), from the fitted curves, with 95% bootstrap intervals (points where a curve "
-            f"could not be inverted are left out; see summary.md). Right: the fitted exponent b per curve.",
+            f"could not be inverted are left out; see summary.md). Triangles: censored gains, drawn at their bound "
+            f"(up: at least, down: at most); crosses: not measurable with this budget, drawn at the bound the "
+            f"measured N would give. Right: the fitted exponent b per curve.",
             fig,
         )
     )
@@ -376,8 +408,11 @@ def build_report(df: pd.DataFrame, target_error: float | None = None, n_boot: in
     check_columns(df, [*REQUIRED_COLUMNS, *HEALTH_COLUMNS])
     points = select_points(df)
     fits = fit_curves(df, n_boot=n_boot, seed=seed, points=points)
-    gains = data_efficiency_gain(df, target_error, fits=fits)
-    report = Report(points, fits, gains, df[list(HEALTH_COLUMNS)].copy(), target_error)
+    flags = diagnose(df, points, fits)
+    gains = data_efficiency_gain(df, target_error, fits=fits, floor_artefacts=floor_artefacts(flags))
+    findings = build_findings(points, gains, flags)
+    health = df[list(HEALTH_COLUMNS)].copy()
+    report = Report(points, fits, gains, health, flags, findings, probe_table(df), target_error)
     if target_error is not None:
         report.notes.append(f"data-efficiency gain at the target error {target_error:g}")
     if not points.empty:
@@ -403,9 +438,67 @@ def _failed_table_html(health: pd.DataFrame) -> str:
     return f"<table><tr><th>key</th><th>mode</th><th>status</th><th>error</th></tr>{rows}</table>"
 
 
+def _curve_label(row) -> str:
+    if row["family"] == "":
+        return "all curves"
+    source = f", pre-trained on {row['pretrain_family']}" if row["pretrain_family"] else ""
+    size = f"w{int(row['width'])}-m{int(row['modes'])}-l{int(row['layers'])}"
+    return f"{row['family']} / {row['shift']} / {size} / {row['mode']}{source}"
+
+
+def text_sections(report: Report) -> list[tuple[str, list[str], list[tuple[str, pd.DataFrame]]]]:
+    """The report's text, shared by the HTML page and summary.md: (heading, paragraphs, tables)."""
+    findings = report.findings
+    answers = [
+        "Each of the paper's claims, judged from this sweep's own tables: a verdict is 'supports' or "
+        "'contradicts' only where the intervals decide it; otherwise 'not decided by this sweep'.",
+        *(f"Caveat: {c}." for c in findings.caveats),
+    ]
+    tables = [("The paper's claims", findings.claims)]
+    tables += [(title, table) for title, table in findings.tables.items() if not table.empty]
+    flags = report.flags
+    trust = [
+        "Checks: " + "; ".join(CHECKS) + ". Each flag names the curve and the points; the gain of a curve whose "
+        "scratch floor is suspect is reported as 'not measurable with this budget', never as infinite."
+    ]
+    trust_tables = []
+    if flags.empty:
+        trust.append("No flag raised.")
+    else:
+        for check in CHECKS:
+            here = flags[flags["check"] == check]
+            if here.empty:
+                continue
+            shown = pd.DataFrame({"curve": [_curve_label(r) for _, r in here.iterrows()], "N": here["n_train"]})
+            shown["flag"] = here["message"].to_numpy()
+            trust_tables.append((f"{check} ({len(here)})", shown))
+    if not report.probes.empty:
+        trust.append(
+            "Budget probes: the largest-N scratch trials run again at twice the budget; an improvement of the "
+            "validation error above 10% means the point, and the floor of its curve, is not converged."
+        )
+        trust_tables.append(("Budget probes (1x vs 2x budget)", report.probes))
+    gains = report.gains.drop(columns="boot", errors="ignore")
+    verdicts = [f"'{k}': {v}" for k, v in GAIN_VERDICTS.items()]
+    return [
+        ("What this sweep answers", answers, tables),
+        ("Can these numbers be trusted?", trust, trust_tables),
+        ("Data-efficiency gains", ["Verdicts: " + "; ".join(verdicts) + "."], [("Gains", gains)]),
+    ]
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, escape=True, na_rep="", float_format=lambda v: f"{v:.4g}", border=0)
+
+
 def write_html(report: Report, path: Path, title: str) -> None:
     import plotly.io as pio
 
+    text = []
+    for heading, paragraphs, tables in text_sections(report):
+        text.append(f"<h2>{html.escape(heading)}</h2>")
+        text += [f"<p>{html.escape(p)}</p>" for p in paragraphs]
+        text += [f"<h4>{html.escape(name)}</h4>{_html_table(table)}" for name, table in tables]
     parts = []
     for i, (heading, caption, fig) in enumerate(report.figures):
         body = pio.to_html(fig, full_html=False, include_plotlyjs=i == 0)  # plotly.js once, inline
@@ -416,40 +509,43 @@ def write_html(report: Report, path: Path, title: str) -> None:
         f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:1300px;margin:auto}}"
         ".caption{color:#444;max-width:900px}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
         "padding:2px 6px;font-size:90%}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><ul>{notes}</ul>{''.join(parts)}"
+        f"<h1>{html.escape(title)}</h1><ul>{notes}</ul>{''.join(text)}{''.join(parts)}"
         f"<h3>Failed and diverged trials</h3>{_failed_table_html(report.health)}</body></html>"
     )
     path.write_text(page, encoding="utf-8")
 
 
-def _markdown_table(df: pd.DataFrame, columns: Sequence[str]) -> str:
+def _markdown_table(df: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
+    columns = list(df.columns) if columns is None else list(columns)
+
     def cell(v) -> str:
         if isinstance(v, float):
             return "" if math.isnan(v) else f"{v:.4g}"
         return str(v).replace("|", "\\|")
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df[list(columns)].itertuples(index=False)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df[columns].itertuples(index=False)]
     return "\n".join(lines)
 
 
 def write_summary(report: Report, path: Path, title: str) -> None:
     fits = report.fits.sort_values(["family", "shift", "n_params", "mode"])
     zero = report.points[report.points["mode"] == "zeroshot"].sort_values(["family", "shift", "n_params"])
-    health = report.health.groupby(["mode", "status"]).size().reset_index(name="trials")
-    fit_cols = [*CURVE_KEYS, "n_points", "a", "b", "b_lo", "b_hi", "c", "c_lo", "c_hi", "rms_log_residual"]
-    fit_cols += ["extrapolation_error", "b_pow", "warning"]
-    sections = [
-        f"# {title}",
-        *(f"- {n}" for n in report.notes),
+    health = report.health.groupby(["stage", "mode", "status"]).size().reset_index(name="trials")
+    fit_cols = [*CURVE_KEYS, "n_params", "n_points", "a", "b", "b_lo", "b_hi", "c", "c_lo", "c_hi"]
+    fit_cols += ["rms_log_residual", "extrapolation_error", "b_pow", "warning"]
+    sections = [f"# {title}", *(f"- {n}" for n in report.notes)]
+    for heading, paragraphs, tables in text_sections(report):
+        sections += [f"## {heading}", *paragraphs]
+        for name, table in tables:
+            sections += [f"### {name}", _markdown_table(table)]
+    sections += [
         "## Fits: err(N) = a N^-b + c (95% bootstrap-t intervals), and the pure power law's b_pow",
         _markdown_table(fits, fit_cols) if not fits.empty else "no curves to fit",
-        "## Data-efficiency gain: scratch examples / fine-tune examples at the target error",
-        _markdown_table(report.gains, list(report.gains.columns)) if not report.gains.empty else "no pairs",
         "## Zero-shot test error",
-        _markdown_table(zero, ["family", "shift", "pretrain_family", "width", "modes", "n_params", "test_rel_l2"]),
+        _markdown_table(zero, ["family", "shift", "pretrain_family", *SIZE_KEYS, "n_params", "test_rel_l2"]),
         "## Sweep health",
-        _markdown_table(health, ["mode", "status", "trials"]),
+        _markdown_table(health),
     ]
     path.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
 

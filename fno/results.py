@@ -25,13 +25,13 @@ import pyarrow.parquet as pq
 from fno.atomic import atomic_write
 
 STATUSES = ("ok", "diverged", "failed", "stopped")  # stopped: ended early by a scheduler (ASHA)
-STAGES = ("pretrain", "downstream", "hpo")
+STAGES = ("pretrain", "downstream", "hpo", "probe")  # probe: a downstream trial again at twice its budget
 
 SCHEMA = pa.schema(
     [
         ("key", pa.string()),  # hash of the fields that define the experiment
         ("sweep", pa.string()),
-        ("stage", pa.string()),  # pretrain | downstream | hpo
+        ("stage", pa.string()),  # pretrain | downstream | hpo | probe
         ("family", pa.string()),
         ("shift", pa.string()),  # none | moderate | large | pretrain
         ("param_lo", pa.float64()),  # NaN for the mixture
@@ -55,6 +55,9 @@ SCHEMA = pa.schema(
         ("val_rel_l2", pa.float64()),  # best validation error
         ("test_rel_l2", pa.float64()),  # test error of the best-validation checkpoint
         ("train_loss", pa.float64()),
+        ("best_step", pa.int64()),  # step of the best validation error (its checkpoint is the one tested)
+        ("eval_steps", pa.list_(pa.int64())),  # the validation curve: steps evaluated ...
+        ("eval_val_rel_l2", pa.list_(pa.float64())),  # ... and the error after each
         ("status", pa.string()),  # ok | diverged | failed | stopped
         ("error", pa.string()),
         ("wall_s", pa.float64()),
@@ -67,6 +70,9 @@ SCHEMA = pa.schema(
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
+# Columns added after the first tables were written, with the value older rows read as,
+# so that every table this code wrote stays readable.
+ADDED_COLUMNS: dict[str, Any] = {"best_step": -1, "eval_steps": [], "eval_val_rel_l2": []}
 
 
 def _check_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,8 +108,13 @@ def _read_file(path: Path) -> pa.Table:
         raise
     except (pa.ArrowInvalid, OSError) as err:
         raise ValueError(f"results file {path} is corrupt ({err}); move it aside and re-run") from err
-    if set(table.schema.names) != set(COLUMNS):
+    names = set(table.schema.names)
+    missing = [c for c in COLUMNS if c not in names]
+    if set(missing) - set(ADDED_COLUMNS) or names - set(COLUMNS):
         raise ValueError(f"results file {path} does not have the results schema (columns {table.schema.names})")
+    for name in missing:  # an older table: the column's default
+        column = pa.array([ADDED_COLUMNS[name]] * table.num_rows, SCHEMA.field(name).type)
+        table = table.append_column(name, column)
     return table.select(list(COLUMNS)).cast(SCHEMA)
 
 

@@ -75,8 +75,14 @@ class TrialConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 32  # capped by n_train
-    steps: int = 1000  # optimizer steps; the cosine schedule spans them
-    eval_every: int = 100  # steps between validation passes (and report calls)
+    # The budget: exactly one of steps and epochs. steps is a fixed count; epochs is the
+    # paper's rule (a pass count, so the budget grows with N): steps = ceil(epochs * N /
+    # min(batch_size, N)), clipped to [min_steps, max_steps]. The cosine schedule spans it.
+    steps: int | None = None  # None with epochs None: DEFAULT_STEPS
+    epochs: float | None = None
+    min_steps: int | None = None  # epochs only: floor for tiny N (e.g. 8 samples, batch 8)
+    max_steps: int | None = None  # epochs only: cap for huge N
+    eval_every: int = 100  # steps between validation passes (and report calls); see eval_steps
     seed: int = 0  # model init and batch order
     pretrained: str | None = None  # checkpoint path: required for finetune and zeroshot
     # Execution.
@@ -89,7 +95,7 @@ class TrialConfig:
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         for name in ("n_train", "n_val", "n_test", "resolution", "width", "modes", "layers", "batch_size"):
             _positive_int(getattr(self, name), name)
-        _positive_int(self.steps, "steps", minimum=0 if self.mode == "zeroshot" else 1)
+        self._check_budget()
         _positive_int(self.eval_every, "eval_every")
         _positive_int(self.data_seed, "data_seed", minimum=0)
         _positive_int(self.seed, "seed", minimum=0)
@@ -114,6 +120,57 @@ class TrialConfig:
             check_modes(self.modes, self.resolution, self.resolution)
         self.data_spec("train")  # validates family, param_range, channels
 
+    def _check_budget(self) -> None:
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError(
+                f"give exactly one of steps and epochs as the budget, got steps={self.steps} and epochs={self.epochs}"
+            )
+        if self.steps is not None:
+            _positive_int(self.steps, "steps", minimum=0 if self.mode == "zeroshot" else 1)
+            for name in ("min_steps", "max_steps"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} applies to an epochs budget only; with steps={self.steps} leave it unset")
+            return
+        if self.epochs is not None:
+            value = self.epochs
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value > 0)
+            ):
+                raise ValueError(f"epochs must be a finite number > 0, got {value!r}")
+        for name in ("min_steps", "max_steps"):
+            if getattr(self, name) is not None:
+                _positive_int(getattr(self, name), name)
+        if self.min_steps is not None and self.max_steps is not None and self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps ({self.min_steps}) > max_steps ({self.max_steps})")
+
+    @property
+    def batch(self) -> int:
+        """The batch size used: batch_size capped by n_train (the paper's min(128, N))."""
+        return min(self.batch_size, self.n_train)
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of this trial's budget (0 for zero-shot)."""
+        if self.mode == "zeroshot":
+            return 0
+        if self.steps is not None:
+            return self.steps
+        if self.epochs is None:
+            return DEFAULT_STEPS
+        return budget_steps(self.epochs, self.n_train, self.batch_size, self.min_steps, self.max_steps)
+
+    def eval_steps(self) -> list[int]:
+        """Steps after which the validation error is measured: every eval_every steps, and
+        always at 80%, 90% and 100% of the budget (the under-training diagnostic reads those)."""
+        total = self.total_steps
+        if total == 0:
+            return []
+        marks = set(range(self.eval_every, total + 1, self.eval_every))
+        marks.update(max(1, math.ceil(f * total)) for f in (0.8, 0.9, 1.0))
+        return sorted(marks)
+
     def data_spec(self, split: str) -> DatasetSpec:
         n = {"train": self.n_train, "val": self.n_val, "test": self.n_test}[split]
         return DatasetSpec(self.family, self.param_range, n, self.resolution, self.data_seed, split, self.channels)
@@ -133,6 +190,23 @@ class TrialConfig:
         return cls.from_dict(load_toml(path))
 
 
+DEFAULT_STEPS = 1000  # a trial that names neither steps nor epochs
+
+
+def budget_steps(
+    epochs: float, n_train: int, batch_size: int, min_steps: int | None = None, max_steps: int | None = None
+) -> int:
+    """Steps of an epoch budget: ceil(epochs * N / min(batch_size, N)), clipped to
+    [min_steps, max_steps]. The paper: 500 epochs at batch min(128, N), so N = 8 takes
+    500 steps and N = 32,768 takes 128,000."""
+    steps = math.ceil(epochs * n_train / min(batch_size, n_train) - 1e-9)
+    if min_steps is not None:
+        steps = max(steps, min_steps)
+    if max_steps is not None:
+        steps = min(steps, max_steps)
+    return max(steps, 1)
+
+
 def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -150,7 +224,7 @@ class TrialResult:
     train_loss: float  # mean training loss over the last evaluation interval
     steps: int  # optimizer steps taken
     epochs: float  # steps * batch_size / n_train
-    best_step: int
+    best_step: int  # the step of the best validation error (whose checkpoint is kept)
     batch_size: int
     n_params: int
     flops_per_sample: float
@@ -163,6 +237,9 @@ class TrialResult:
     code_version: str
     error: str = ""
     checkpoint: str = ""
+    # The validation curve: the error after each evaluated step (always 80%, 90%, 100%).
+    eval_steps: list[int] = dataclasses.field(default_factory=list)
+    eval_val_rel_l2: list[float] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -327,12 +404,16 @@ def run_trial(
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     order = torch.randperm(config.n_train, generator=generator)
+    total = config.total_steps
+    evaluate_at = set(config.eval_steps())
     cursor, step, status, error = 0, 0, "ok", ""
     best = (math.inf, 0, copy.deepcopy(model.state_dict()))
+    history_steps: list[int] = []  # the validation curve, for the under-training diagnostic
+    history_val: list[float] = []
     interval_loss, interval_steps, train_loss = 0.0, 0, math.nan
     train_started = time.perf_counter()
     model.train()
-    while step < config.steps:
+    while step < total:
         if cursor + batch_size > config.n_train:  # new epoch: reshuffle
             order, cursor = torch.randperm(config.n_train, generator=generator), 0
         index = order[cursor : cursor + batch_size].to(device)
@@ -340,7 +421,7 @@ def run_trial(
         x = norm.normalize_inputs(train.inputs(index))
         y = norm.normalize_targets(train.targets(index))
         for group in optimizer.param_groups:
-            group["lr"] = _cosine_lr(step, config.steps, config.lr)
+            group["lr"] = _cosine_lr(step, total, config.lr)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             loss = F.mse_loss(model(x).float(), y)
         if not torch.isfinite(loss):
@@ -352,10 +433,12 @@ def run_trial(
         step += 1
         interval_loss += loss.item()
         interval_steps += 1
-        if step % config.eval_every == 0 or step == config.steps:
+        if step in evaluate_at:
             train_loss = interval_loss / interval_steps
             interval_loss, interval_steps = 0.0, 0
             val_err = evaluate(model, norm, val, config.batch_size, autocast)
+            history_steps.append(step)
+            history_val.append(val_err)
             if val_err < best[0]:
                 best = (val_err, step, copy.deepcopy(model.state_dict()))
             if report is not None:
@@ -384,6 +467,8 @@ def run_trial(
         samples_per_s=step * batch_size / max(train_s, 1e-9),
         error=error,
         checkpoint=checkpoint,
+        eval_steps=history_steps,
+        eval_val_rel_l2=history_val,
         **common,
     )
 
@@ -399,6 +484,7 @@ CLI_FIELDS: dict[str, type] = {
     "device": str,
     "n_train": int,
     "steps": int,
+    "epochs": float,
     "width": int,
     "modes": int,
     "resolution": int,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,9 @@ PRESET_DIR = Path(__file__).parent / "presets"
 SHIFTS = ("none", "moderate", "large")
 DOWNSTREAM_MODES = ("scratch", "finetune", "zeroshot")
 EXECUTION_FIELDS = ("device", "threads", "bf16", "pretrained")  # not part of a key
+# Budget fields added after the first sweeps ran: part of a key only when set, so that
+# trials with a fixed step budget keep the keys (and results) they had.
+OPTIONAL_KEY_FIELDS = ("epochs", "min_steps", "max_steps")
 SIZE_PATTERN = re.compile(r"^w(\d+)-m(\d+)$")
 
 
@@ -49,7 +51,12 @@ class StageSettings:
     """Training settings of one stage (see TrialConfig for each field's meaning)."""
 
     n_train: int = 512  # pre-training set size (stage 1 only; stage 2 uses the grid's N)
-    steps: int = 500
+    # The budget, exactly one of steps (fixed) and epochs (the paper's rule: the budget
+    # grows with N; see fno.train.budget_steps), epochs optionally clipped by min/max_steps.
+    steps: int | None = 500
+    epochs: float | None = None
+    min_steps: int | None = None
+    max_steps: int | None = None
     batch_size: int = 32
     eval_every: int = 100
     lr: float = 1e-3  # stage 1 only; stage 2 uses the grid's learning rates
@@ -74,6 +81,9 @@ class Preset:
     n_test: int = 64
     data_seed: int = 0
     ranges: Mapping[str, Mapping[str, tuple[float, float]]] = field(default_factory=dict)  # overrides SHIFT_RANGE
+    # Run each scratch curve's largest-N trials (every lr, the first seed) again at twice
+    # the budget (stage "probe"): the report's direct test that the floor is not the budget's.
+    budget_probe: bool = False
     pretrain: StageSettings = StageSettings()
     downstream: StageSettings = StageSettings(steps=300, batch_size=16, eval_every=50)
 
@@ -89,6 +99,8 @@ class Preset:
         _subset(self.families, SINGLE_FAMILIES, "families")
         _subset(self.shifts, SHIFTS, "shifts")
         _subset(self.modes, DOWNSTREAM_MODES, "modes")
+        if not isinstance(self.budget_probe, bool):
+            raise ValueError(f"budget_probe must be true or false, got {self.budget_probe!r}")
         for family, shifts in self.ranges.items():
             _subset((family,), SINGLE_FAMILIES, "ranges")
             _subset(tuple(shifts), SHIFTS, f"ranges.{family}")
@@ -107,6 +119,8 @@ class Preset:
             if stage in data:
                 sub = data[stage]
                 check_known_fields(StageSettings, sub, f"[{stage}]")
+                if "epochs" in sub and "steps" not in sub:  # an epoch budget replaces the default steps
+                    sub = {**sub, "steps": None}
                 data[stage] = dataclasses.replace(cls.__dataclass_fields__[stage].default, **sub)
         return cls(**data)
 
@@ -158,6 +172,9 @@ class PlannedTrial:
 
 def trial_key(config: TrialConfig, pretrained_key: str = "") -> str:
     fields = {k: v for k, v in config.to_dict().items() if k not in EXECUTION_FIELDS}
+    for name in OPTIONAL_KEY_FIELDS:
+        if fields[name] is None:
+            del fields[name]
     fields["pretrained_key"] = pretrained_key
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
@@ -187,7 +204,7 @@ def expand(preset: Preset) -> list[PlannedTrial]:
                 lr=pre.lr,
                 weight_decay=pre.weight_decay,
                 batch_size=pre.batch_size,
-                steps=pre.steps,
+                **_budget(pre),
                 eval_every=pre.eval_every,
                 seed=0,
                 **common,
@@ -223,7 +240,36 @@ def expand(preset: Preset) -> list[PlannedTrial]:
                                         common,
                                     )
                                     trials.setdefault(planned.key, planned)
+    if preset.budget_probe:
+        for probe in budget_probes(preset, list(trials.values())):
+            trials.setdefault(probe.key, probe)
     return list(trials.values())
+
+
+def scaled_budget(config: TrialConfig, factor: float) -> TrialConfig:
+    """``config`` with its budget times ``factor``: the epochs (and any step bounds), or the steps."""
+    if config.epochs is not None:
+        bounds = {k: round(factor * v) for k in ("min_steps", "max_steps") if (v := getattr(config, k)) is not None}
+        return dataclasses.replace(config, epochs=config.epochs * factor, **bounds)
+    return dataclasses.replace(config, steps=round(config.total_steps * factor))
+
+
+def budget_probes(preset: Preset, trials: list[PlannedTrial]) -> list[PlannedTrial]:
+    """Stage-"probe" copies, at twice the budget, of the scratch trials at the largest N
+    (every learning rate, the first seed: a budget check, not a second measurement)."""
+    largest = max(preset.n_train)
+    probes = []
+    for trial in trials:
+        c = trial.config
+        if trial.stage == "downstream" and c.mode == "scratch" and c.n_train == largest and c.seed == preset.seeds[0]:
+            config = scaled_budget(c, 2)
+            probes.append(PlannedTrial(trial_key(config), "probe", trial.shift, config))
+    return probes
+
+
+def _budget(stage: StageSettings) -> dict[str, Any]:
+    """A stage's budget fields as TrialConfig takes them."""
+    return {"steps": stage.steps, "epochs": stage.epochs, "min_steps": stage.min_steps, "max_steps": stage.max_steps}
 
 
 def _downstream(preset, base, source, family, shift, n_train, mode, lr, seed, width, modes, channels, common):
@@ -240,7 +286,7 @@ def _downstream(preset, base, source, family, shift, n_train, mode, lr, seed, wi
         lr=lr,
         weight_decay=down.weight_decay,
         batch_size=down.batch_size,
-        steps=0 if mode == "zeroshot" else down.steps,
+        **({"steps": 0} if mode == "zeroshot" else _budget(down)),
         eval_every=down.eval_every,
         seed=seed,
         channels=channels if mode != "scratch" else "native",
@@ -265,8 +311,8 @@ def trial_flops(trial: PlannedTrial) -> float:
 
     c = trial.config
     per_sample = FNOConfig(1, 1, c.width, c.modes, c.layers).flops_per_sample(c.resolution)
-    seen = c.steps * min(c.batch_size, c.n_train)
-    evals = math.ceil(c.steps / c.eval_every) * c.n_val + c.n_test if c.steps else c.n_test
+    seen = c.total_steps * c.batch
+    evals = len(c.eval_steps()) * c.n_val + c.n_test
     return per_sample * (3 * seen + evals)
 
 

@@ -152,10 +152,16 @@ def plan(args: argparse.Namespace) -> Setting:
     return Setting(template, pretrain, space, sweep, output_base(args) / sweep, f"study-{study}", grace)
 
 
+def searched_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """The TrialConfig fields a sampled configuration sets: the searched values, and a
+    fixed step budget (the search's steps replace a preset's epoch rule)."""
+    return {**{k: config[k] for k in SEARCHED}, "epochs": None, "min_steps": None, "max_steps": None}
+
+
 def planned_trial(setting: Setting, config: dict[str, Any]) -> PlannedTrial:
     """The results-table identity of one sampled configuration."""
     template = setting.template
-    trial_config = TrialConfig.from_dict({**template.config.to_dict(), **{k: config[k] for k in SEARCHED}})
+    trial_config = TrialConfig.from_dict({**template.config.to_dict(), **searched_fields(config)})
     key = trial_key(trial_config, template.pretrained_key)
     return PlannedTrial(key, "hpo", template.shift, trial_config, template.pretrained_key, template.pretrain_family)
 
@@ -163,7 +169,7 @@ def planned_trial(setting: Setting, config: dict[str, Any]) -> PlannedTrial:
 def _hpo_trainable(config: dict[str, Any]) -> None:
     """Ray Tune trainable: the setting's trial with the sampled values (see runner.trainable)."""
     spec = config["setting"]
-    trial_config = {**spec["config"], **{k: config[k] for k in SEARCHED}}
+    trial_config = {**spec["config"], **searched_fields(config)}
     trainable({"trial": {"key": "", "config": trial_config, "out_dir": ""}})
 
 

@@ -56,19 +56,42 @@ def plan(args: argparse.Namespace):
     return preset, trials, sweep, output_base(args) / sweep
 
 
-def print_plan(trials, sweep_dir: Path, throughput: float | None) -> None:
+def print_plan(preset, trials, sweep_dir: Path, throughput: float | None) -> None:
     from collections import Counter
 
     done = finished_keys(sweep_dir / "results")
     by_stage = Counter(t.stage for t in trials)
     pending = [t for t in trials if t.key not in done]
     print(f"plan for {sweep_dir}: {len(trials)} trials ({len(pending)} to run, {len(trials) - len(pending)} done)")
-    for stage in ("pretrain", "downstream"):
-        modes = Counter(t.config.mode for t in trials if t.stage == stage)
-        print(f"  stage {stage}: {by_stage[stage]} trials ({', '.join(f'{k} {v}' for k, v in sorted(modes.items()))})")
+    print(
+        f"  grid: pre-training sets {', '.join(preset.pretrain_families)}; downstream families "
+        f"{', '.join(preset.families)}; shifts {', '.join(preset.shifts)}; sizes {', '.join(preset.sizes)}; "
+        f"N {', '.join(map(str, preset.n_train))}; learning rates {', '.join(f'{v:g}' for v in preset.lrs)}; "
+        f"seeds {', '.join(map(str, preset.seeds))}; {preset.resolution} x {preset.resolution}"
+    )
+    for stage in ("pretrain", "downstream", "probe"):
+        staged = [t for t in trials if t.stage == stage]
+        if not staged:
+            continue
+        modes = Counter(t.config.mode for t in staged)
+        steps = [t.config.total_steps for t in staged if t.config.mode != "zeroshot"]
+        budget = f"; {min(steps)} .. {max(steps)} steps ({_budget_text(staged[-1].config)})" if steps else ""
+        print(
+            f"  stage {stage}: {by_stage[stage]} trials ({', '.join(f'{k} {v}' for k, v in sorted(modes.items()))})"
+            f"{budget}"
+        )
     flops = estimate_flops(pending)
     rate = throughput or _measure_throughput()
     print(f"  compute to run: {flops:.3g} FLOP; at {rate:.3g} FLOP/s per trial: {flops / rate / 3600:.2f} trial-hours")
+
+
+def _budget_text(config) -> str:
+    if config.epochs is None:
+        return "fixed step budget"
+    bounds = "".join(
+        f", {name} {value}" for name in ("min_steps", "max_steps") if (value := getattr(config, name)) is not None
+    )
+    return f"{config.epochs:g} epochs at batch min({config.batch_size}, N){bounds}"
 
 
 def _measure_throughput() -> float:
@@ -93,12 +116,12 @@ def _measure_throughput() -> float:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        _, trials, sweep, sweep_dir = plan(args)
+        preset, trials, sweep, sweep_dir = plan(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print_plan(trials, sweep_dir, args.throughput)
+        print_plan(preset, trials, sweep_dir, args.throughput)
         return 0
     started = time.perf_counter()
     done = finished_keys(sweep_dir / "results", include_failed=not args.retry_failed)

@@ -5,53 +5,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic import N_VALUES, result_row, results_table
 
 from analysis.fit import data_efficiency_gain, fit_curve, fit_curves, saturating, select_points
-from fno.results import SCHEMA
-
-N_VALUES = 2 ** np.arange(3, 16)  # the paper's N = 2^3 .. 2^15
-
-
-def results_table(curves: dict, lrs=(1e-3,), seeds=(0,), noise=0.0, rng=None, n_values=N_VALUES) -> pd.DataFrame:
-    """A results table whose test errors follow given curves: {(mode, width): (a, b, c)}.
-
-    Validation error is 1.1 x the test error; zero-shot rows (N = 1) have none.
-    """
-    rng = rng or np.random.default_rng(0)
-    rows = []
-    for (mode, width), (a, b, c) in curves.items():
-        for n in n_values if mode != "zeroshot" else [1]:
-            for lr in lrs:
-                for seed in seeds:
-                    err = saturating(n, a, b, c) * math.exp(noise * rng.normal()) if noise else saturating(n, a, b, c)
-                    rows.append(_row(mode, width, int(n), lr, seed, err, err * 1.1 if mode != "zeroshot" else math.nan))
-    return pd.DataFrame(rows)
-
-
-def _row(mode, width, n, lr, seed, test, val, status="ok", error=""):
-    row = {field.name: None for field in SCHEMA}
-    row.update(
-        key=f"{mode}-{width}-{n}-{lr}-{seed}",
-        sweep="synthetic",
-        stage="downstream",
-        family="poisson",
-        shift="none",
-        mode=mode,
-        width=width,
-        modes=4,
-        layers=4,
-        n_params=1000 * width,
-        n_train=n,
-        lr=lr,
-        seed=seed,
-        pretrain_family="poisson" if mode in ("finetune", "zeroshot") else "",
-        val_rel_l2=val,
-        test_rel_l2=test,
-        status=status,
-        error=error,
-        wall_s=1.0,
-    )
-    return row
 
 
 @pytest.mark.parametrize("a,b,c", [(1.0, 0.5, 0.01), (3.0, 0.8, 0.0), (0.5, 0.3, 0.05), (2.0, 1.5, 0.001)])
@@ -93,8 +49,8 @@ def test_learning_rate_is_chosen_by_validation_error_not_test_error():
     rows = []
     for n in (8, 16, 32, 64):
         # lr 1e-3: best validation, worse test; lr 1e-2: worse validation, best test.
-        rows.append(_row("scratch", 8, n, 1e-3, 0, test=0.5 / n**0.5, val=0.1))
-        rows.append(_row("scratch", 8, n, 1e-2, 0, test=0.1 / n**0.5, val=0.2))
+        rows.append(result_row("scratch", 8, n, 1e-3, 0, test=0.5 / n**0.5, val=0.1))
+        rows.append(result_row("scratch", 8, n, 1e-2, 0, test=0.1 / n**0.5, val=0.2))
     points = select_points(pd.DataFrame(rows))
     assert (points["lr"] == 1e-3).all()
     assert np.allclose(points["test_rel_l2"], 0.5 / points["n_train"] ** 0.5)
@@ -103,7 +59,9 @@ def test_learning_rate_is_chosen_by_validation_error_not_test_error():
 
 
 def test_seeds_are_averaged_and_their_spread_kept():
-    rows = [_row("scratch", 8, n, 1e-3, s, test=0.1 * (1 + s), val=0.1 * (1 + s)) for n in (8, 16) for s in (0, 1)]
+    rows = [
+        result_row("scratch", 8, n, 1e-3, s, test=0.1 * (1 + s), val=0.1 * (1 + s)) for n in (8, 16) for s in (0, 1)
+    ]
     points = select_points(pd.DataFrame(rows))
     assert np.allclose(points["test_rel_l2"], 0.15) and np.allclose(points["test_std"], np.std([0.1, 0.2], ddof=1))
     assert (points["n_seeds"] == 2).all()
@@ -111,7 +69,7 @@ def test_seeds_are_averaged_and_their_spread_kept():
 
 def test_failed_and_diverged_rows_are_not_points():
     df = results_table({("scratch", 8): (1.0, 0.5, 0.0)})
-    bad = pd.DataFrame([_row("scratch", 8, 8, 1e-3, 1, 1e-9, 1e-9, status="diverged")])
+    bad = pd.DataFrame([result_row("scratch", 8, 8, 1e-3, 1, 1e-9, 1e-9, status="diverged")])
     points = select_points(pd.concat([df, bad]))
     assert points["test_rel_l2"].min() > 1e-3
 
@@ -135,8 +93,11 @@ def test_gain_outside_the_fine_tune_range_or_below_the_scratch_floor():
     df = results_table({("scratch", 8): (1.0, 0.5, 0.05), ("finetune", 8): (0.5, 0.5, 0.0)})
     outside = data_efficiency_gain(df, target_error=0.9).iloc[0]  # fine-tune is below 0.9 everywhere
     assert math.isnan(outside["gain"]) and "outside" in outside["note"]
-    floor = data_efficiency_gain(df, target_error=0.01).iloc[0]  # scratch never gets below 0.05
-    assert math.isinf(floor["gain"]) and "levels off" in floor["note"]
+    floor = data_efficiency_gain(df, target_error=0.03).iloc[0]  # scratch never gets below 0.05
+    assert floor["verdict"] == "lower bound" and math.isnan(floor["gain"]) and "never" in floor["note"]
+    assert floor["bound"] == pytest.approx(2**15 / (0.5 / 0.03) ** 2)  # largest scratch N / fine-tune N
+    suspect = data_efficiency_gain(df, target_error=0.03, floor_artefacts={("poisson", "none", 8, 4, 4)}).iloc[0]
+    assert suspect["verdict"] == "not measurable with this budget" and math.isnan(suspect["gain"])
     default = data_efficiency_gain(df).iloc[0]  # the fine-tune curve's error at its smallest N
     assert default["target_error"] == pytest.approx(0.5 / 8**0.5, rel=1e-6)
     with pytest.raises(ValueError, match="target_error"):
@@ -165,14 +126,14 @@ def _sweep_table():
                 seeds=(0, 1),
                 noise=0.05,
                 rng=rng,
-                n_values=2 ** np.arange(3, 9),
+                n_values=2 ** np.arange(3, 15),
             )
             df["shift"] = shift
             df["key"] = df["key"] + f"-{shift}"
             frames.append(df)
     bad = [
-        _row("finetune", 8, 8, 1e-2, 0, math.nan, math.nan, status="failed", error="RuntimeError: out of memory"),
-        _row("scratch", 16, 8, 1e-2, 0, math.nan, math.nan, status="diverged", error="non-finite training loss"),
+        result_row("finetune", 8, 8, 1e-2, 0, math.nan, math.nan, status="failed", error="RuntimeError: out of memory"),
+        result_row("scratch", 16, 8, 1e-2, 0, math.nan, math.nan, status="diverged", error="non-finite training loss"),
     ]
     return pd.concat([*frames, pd.DataFrame(bad)], ignore_index=True)
 
@@ -215,6 +176,7 @@ def test_report_figures_hold_the_tables_data():
         ].sort_values("n_train")
         assert np.allclose(trace.y, expected["test_rel_l2"])
     trend = report.figures[2][2]
+    assert (report.gains["verdict"] == "measured").all()
     gains = report.gains.set_index(["shift", "n_params"])["gain"]
     gain_traces = [t for t in trend.data if t.meta["kind"] == "gain"]
     assert len(gain_traces) == 2  # one per shift
@@ -240,7 +202,9 @@ def test_report_writes_a_self_contained_html_file_and_a_summary(tmp_path):
     assert page.count("Plotly.newPlot") == 4 and "<script src=" not in page  # plotly.js inline, no CDN
     assert "out of memory" in page and "non-finite training loss" in page
     summary = (sweep / "summary.md").read_text()
-    assert "## Fits" in summary and "## Data-efficiency gain" in summary and "| finetune |" in summary
+    assert "## Fits" in summary and "## Data-efficiency gains" in summary and "| finetune |" in summary
+    assert summary.index("## What this sweep answers") < summary.index("## Can these numbers be trusted?")
+    assert "What this sweep answers" in page and "Can these numbers be trusted?" in page
 
 
 def test_report_refuses_a_table_without_required_columns(tmp_path, capsys):

@@ -108,13 +108,24 @@ def test_bad_presets_fail_before_ray_starts(override, match, capsys, tmp_path):
 
 def test_unknown_preset_names_the_available_ones(capsys):
     assert scaling.main(["--preset", "nope"]) == 2
-    assert "named presets: cpu, paper" in capsys.readouterr().err
+    assert "named presets: cpu, paper, study" in capsys.readouterr().err
 
 
 def test_dry_run_prints_the_plan(capsys, tmp_path):
     assert scaling.main(["--preset", "paper", "--dry-run", "--throughput", "1e14", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "7108 trials" in out and "stage pretrain: 16 trials" in out and "trial-hours" in out
+    # The paper's recipe: 500 epochs at batch min(128, N), so 500 steps at N = 8 and 128,000 at N = 32,768.
+    assert "500 .. 128000 steps (500 epochs at batch min(128, N))" in out
+
+
+def test_the_study_preset_covers_every_family_and_the_mixture(capsys, tmp_path):
+    assert scaling.main(["--preset", "study", "--dry-run", "--throughput", "1e10", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "pre-training sets poisson, advdiff, helmholtz, mixture" in out
+    assert "downstream families poisson, advdiff, helmholtz" in out and "shifts none, moderate, large" in out
+    assert "sizes w4-m4, w8-m4, w12-m4" in out and "N 4, 8, 16, 32, 64" in out and "seeds 0, 1" in out
+    assert "stage probe: 27 trials" in out
 
 
 # ---------------------------------------------------------------------------- results
@@ -149,6 +160,9 @@ def _row(key="k1", **kw):
         val_rel_l2=0.5,
         test_rel_l2=0.6,
         train_loss=0.1,
+        best_step=10,
+        eval_steps=[5, 10],
+        eval_val_rel_l2=[0.6, 0.5],
         status="ok",
         error="",
         wall_s=1.0,
@@ -161,6 +175,19 @@ def _row(key="k1", **kw):
     )
     row.update(kw)
     return row
+
+
+def test_a_table_written_before_the_budget_columns_stays_readable(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    old = {k: v for k, v in _row("old").items() if k not in results.ADDED_COLUMNS}
+    old_schema = pa.schema([f for f in results.SCHEMA if f.name not in results.ADDED_COLUMNS])
+    pq.write_table(pa.Table.from_pylist([old], schema=old_schema), tmp_path / "old.parquet")
+    results.write_row(tmp_path, _row("new"))
+    table = results.read_results(tmp_path).to_pandas().set_index("key")
+    assert table.loc["old", "best_step"] == -1 and list(table.loc["old", "eval_steps"]) == []
+    assert list(table.loc["new", "eval_steps"]) == [5, 10] and table.loc["new", "best_step"] == 10
 
 
 def test_results_round_trip_and_rewrite_by_key(tmp_path):

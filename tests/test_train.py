@@ -75,7 +75,7 @@ def test_divergence_is_a_status_not_an_exception():
 def test_report_is_called_at_each_evaluation():
     calls = []
     run_trial(tiny(mode="scratch", n_train=16, steps=30, eval_every=10), report=lambda *a: calls.append(a))
-    assert [c[0] for c in calls] == [10, 20, 30]
+    assert [c[0] for c in calls] == [10, 20, 24, 27, 30]  # every 10 steps, and at 80%, 90% of the budget
     assert calls[-1][1] == pytest.approx(30.0)  # epochs: 30 steps of a full batch of 16
     assert all(math.isfinite(c[2]) and c[3] > 0 for c in calls)
 

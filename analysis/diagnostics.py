@@ -1,0 +1,278 @@
+"""Can these numbers be trusted? Flags a sweep's own results raise against its fits and gains.
+
+Each flag names its check, the curve (family, shift, pre-training set, architecture,
+mode) and the points (N values) it concerns, with a sentence a reader can act on:
+
+- ``under-training``: a point's best validation error came in the last 10% of its
+  budget and was still falling there (the last evaluation at least UNDERTRAINED_DROP
+  below the one at 90% of the budget), for the learning rate the point uses;
+- ``budget probe``: where the sweep ran a point again with twice the budget (preset
+  ``budget_probe``), the doubled budget improved the validation error by more than
+  PROBE_TOLERANCE: the point is not converged. With a cosine schedule the validation
+  curve flattens at the end of every run, converged or not, so this direct
+  measurement is the stronger of the two checks;
+- ``learning rate at the grid's edge``: the rate chosen for a point is the smallest or
+  the largest the sweep tried there, so a better one may lie outside the grid;
+- ``scratch floor above the pre-trained model``: a scratch curve's fitted floor c lies
+  above the in-distribution test error of the pre-trained model of the same
+  architecture: the architecture does better than the floor, so the floor is likely a
+  budget (or data) artefact, and gains computed against it are censored
+  ("not measurable with this budget"), never infinite;
+- ``failed trials``: the share of a curve's trials that failed, diverged or were stopped;
+- ``fit``: the fit's own warnings (too few points, exponent at the search bound).
+
+``diagnose(df, points, fits)`` returns one row per flag; ``floor_artefacts(flags)`` the
+curves whose scratch floor is suspect, for ``analysis.fit.data_efficiency_gain``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from analysis.fit import CURVE_KEYS, FITTED_MODES, POINT_KEYS, SIZE_KEYS
+
+UNDERTRAINED_TAIL = 0.9  # "the last 10% of the budget" starts here
+UNDERTRAINED_DROP = 0.01  # "still falling": the final evaluation at least 1% below the one at 90%
+PROBE_TOLERANCE = 0.10  # doubling the budget may improve the validation error by at most 10%
+FLAG_COLUMNS = ["check", *CURVE_KEYS, "n_train", "message"]
+CHECKS = (
+    "under-training",
+    "budget probe",
+    "learning rate at the grid's edge",
+    "scratch floor above the pre-trained model",
+    "failed trials",
+    "fit",
+)
+
+
+def _n_list(values) -> str:
+    return ", ".join(str(int(v)) for v in sorted(set(values)))
+
+
+def _curve(row) -> dict:
+    return {k: row[k] for k in CURVE_KEYS}
+
+
+def still_falling(eval_steps, eval_values, steps: int, best_step: int) -> tuple[bool, float, float]:
+    """(flag, error at 90% of the budget, final error) of one trial's validation curve."""
+    unknown = False, math.nan, math.nan  # older tables and failed trials have no curve
+    if eval_steps is None or eval_values is None or pd.isna(steps) or pd.isna(best_step) or steps <= 0:
+        return unknown
+    eval_steps, eval_values = np.asarray(eval_steps, dtype=float), np.asarray(eval_values, dtype=float)
+    if eval_steps.ndim != 1 or eval_steps.size < 2 or eval_values.shape != eval_steps.shape:
+        return unknown
+    mark = math.ceil(UNDERTRAINED_TAIL * steps)
+    before = eval_steps <= mark
+    if not before.any():
+        return unknown
+    at_mark = float(eval_values[before][-1])
+    final = float(eval_values[-1])
+    late_best = best_step >= mark and best_step > eval_steps[before][-1]
+    return bool(late_best and final < at_mark * (1 - UNDERTRAINED_DROP)), at_mark, final
+
+
+def _chosen_rows(df: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
+    """The ok downstream rows (main grid, no probes) of the learning rate each point uses."""
+    rows = df[(df["status"] == "ok") & df["mode"].isin(FITTED_MODES) & (df["stage"] != "probe")]
+    chosen = points.loc[points["mode"].isin(FITTED_MODES), [*POINT_KEYS, "lr"]]
+    return rows.merge(chosen, on=[*POINT_KEYS, "lr"], how="inner")
+
+
+def _under_training(df: pd.DataFrame, points: pd.DataFrame) -> list[dict]:
+    rows = _chosen_rows(df, points)
+    if rows.empty or "eval_steps" not in rows:
+        return []
+    flags = []
+    hits = []
+    for row in rows.itertuples(index=False):  # one row per trial: a few hundred at most per curve
+        flag, at_mark, final = still_falling(row.eval_steps, row.eval_val_rel_l2, row.steps, row.best_step)
+        if flag:
+            hits.append({**{k: getattr(row, k) for k in POINT_KEYS}, "at_mark": at_mark, "final": final})
+    if not hits:
+        return flags
+    for keys, group in pd.DataFrame(hits).groupby(CURVE_KEYS, dropna=False, sort=True):
+        worst = group.loc[(group["final"] / group["at_mark"]).idxmin()]
+        flags.append(
+            {
+                "check": "under-training",
+                **dict(zip(CURVE_KEYS, keys, strict=True)),
+                "n_train": _n_list(group["n_train"]),
+                "message": f"best validation error in the last 10% of the budget and still falling at "
+                f"N = {_n_list(group['n_train'])} (e.g. N = {int(worst['n_train'])}: {worst['at_mark']:.4g} at 90% "
+                f"of the budget, {worst['final']:.4g} at its end): train longer (raise epochs)",
+            }
+        )
+    return flags
+
+
+def _budget_probes(df: pd.DataFrame) -> list[dict]:
+    """Probe rows (stage 'probe': the same trial at twice the budget) against their base trial."""
+    probes = df[(df["stage"] == "probe") & (df["status"] == "ok")]
+    if probes.empty:
+        return []
+    base = df[(df["stage"] == "downstream") & (df["status"] == "ok")]
+    merged = probes.merge(base, on=[*POINT_KEYS, "lr", "seed"], suffixes=("_probe", ""))
+    merged = merged[merged["steps_probe"] > merged["steps"]]
+    if merged.empty:
+        return []
+    merged["gain"] = 1.0 - merged["val_rel_l2_probe"] / merged["val_rel_l2"]
+    flags = []
+    for keys, group in merged.groupby(CURVE_KEYS, dropna=False, sort=True):
+        bad = group[group["gain"] > PROBE_TOLERANCE]
+        if bad.empty:
+            continue
+        worst = bad.loc[bad["gain"].idxmax()]
+        flags.append(
+            {
+                "check": "budget probe",
+                **dict(zip(CURVE_KEYS, keys, strict=True)),
+                "n_train": _n_list(bad["n_train"]),
+                "message": f"doubling the budget ({int(worst['steps'])} -> {int(worst['steps_probe'])} steps) "
+                f"improved the validation error by {worst['gain']:.0%} (> {PROBE_TOLERANCE:.0%}) at N = "
+                f"{int(worst['n_train'])}, lr {worst['lr']:g}: not converged",
+            }
+        )
+    return flags
+
+
+def probe_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Every budget probe beside its base trial: validation and test error at 1x and 2x."""
+    probes = df[(df["stage"] == "probe") & (df["status"] == "ok")]
+    base = df[(df["stage"] == "downstream") & (df["status"] == "ok")]
+    merged = probes.merge(base, on=[*POINT_KEYS, "lr", "seed"], suffixes=("_2x", ""))
+    columns = [*POINT_KEYS, "lr", "seed", "steps", "steps_2x", "val_rel_l2", "val_rel_l2_2x"]
+    columns += ["test_rel_l2", "test_rel_l2_2x"]
+    out = merged[columns].copy()
+    out["val_improvement"] = 1.0 - out["val_rel_l2_2x"] / out["val_rel_l2"]
+    out["test_improvement"] = 1.0 - out["test_rel_l2_2x"] / out["test_rel_l2"]
+    return out.sort_values(POINT_KEYS, kind="stable").reset_index(drop=True)
+
+
+def _lr_edges(points: pd.DataFrame) -> list[dict]:
+    trained = points[points["mode"].isin(FITTED_MODES)]
+    if not trained.empty and (trained["n_lrs"] == 1).all():
+        rates = ", ".join(f"{v:g}" for v in sorted(trained["lr"].unique()))
+        sweep_wide = dict.fromkeys(CURVE_KEYS, "")
+        message = f"every point was trained with one learning rate ({rates}): whether a better rate exists is unchecked"
+        return [{"check": "learning rate at the grid's edge", **sweep_wide, "n_train": "", "message": message}]
+    trained = trained[trained["n_lrs"] > 1]
+    edge = trained[(trained["lr"] == trained["lr_min"]) | (trained["lr"] == trained["lr_max"])]
+    flags = []
+    for keys, group in edge.groupby(CURVE_KEYS, dropna=False, sort=True):
+        parts = []
+        for side, column in (("smallest", "lr_min"), ("largest", "lr_max")):
+            at = group[group["lr"] == group[column]]
+            if not at.empty:
+                parts.append(f"the {side} rate ({at['lr'].iloc[0]:g}) at N = {_n_list(at['n_train'])}")
+        flags.append(
+            {
+                "check": "learning rate at the grid's edge",
+                **dict(zip(CURVE_KEYS, keys, strict=True)),
+                "n_train": _n_list(group["n_train"]),
+                "message": f"validation chose {' and '.join(parts)}; a better rate may lie outside the grid "
+                f"[{group['lr_min'].min():g}, {group['lr_max'].max():g}]"
+                + (" (with two rates every choice is at an edge)" if (group["n_lrs"] == 2).all() else ""),
+            }
+        )
+    return flags
+
+
+def reference_errors(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (family, architecture): the pre-trained model's in-distribution test error.
+
+    The pre-training trial of that family (its test set is the pre-training range), else
+    the zero-shot error at shift 'none' of any pre-trained model of that architecture.
+    Columns: family, width, modes, layers, reference_error, reference.
+    """
+    ok = df[df["status"] == "ok"]
+    pre = ok[ok["mode"] == "pretrain"].groupby(["family", *SIZE_KEYS], sort=True)["test_rel_l2"].min()
+    pre = pre.reset_index().assign(reference="pre-training test error")
+    zero = ok[(ok["mode"] == "zeroshot") & (ok["shift"] == "none")]
+    zero = zero.groupby(["family", *SIZE_KEYS], sort=True)["test_rel_l2"].min().reset_index()
+    zero = zero.assign(reference="zero-shot error at shift 'none'")
+    both = pd.concat([pre, zero], ignore_index=True).drop_duplicates(["family", *SIZE_KEYS], keep="first")
+    return both.rename(columns={"test_rel_l2": "reference_error"})
+
+
+def _scratch_floors(df: pd.DataFrame, fits: pd.DataFrame) -> list[dict]:
+    scratch = fits[(fits["mode"] == "scratch") & np.isfinite(fits["c"].astype(float))]
+    if scratch.empty:
+        return []
+    merged = scratch.merge(reference_errors(df), on=["family", *SIZE_KEYS], how="inner")
+    flags = []
+    for row in merged[merged["c"] > merged["reference_error"]].itertuples(index=False):
+        r = row._asdict()
+        flags.append(
+            {
+                "check": "scratch floor above the pre-trained model",
+                **_curve(r),
+                "n_train": "",
+                "message": f"scratch levels off at c = {r['c']:.4g} [{r['c_lo']:.4g}, {r['c_hi']:.4g}], above the "
+                f"{r['reference']} of this architecture ({r['reference_error']:.4g}): the floor is likely a "
+                "training-budget or data artefact; gains against it are not measurable with this budget",
+            }
+        )
+    return flags
+
+
+def _failures(df: pd.DataFrame) -> list[dict]:
+    down = df[df["mode"].isin((*FITTED_MODES, "zeroshot")) & (df["stage"] != "probe")]
+    flags = []
+    for keys, group in down.groupby(CURVE_KEYS, dropna=False, sort=True):
+        bad = group[group["status"] != "ok"]
+        if bad.empty:
+            continue
+        counts = bad["status"].value_counts()
+        what = ", ".join(f"{n} {s}" for s, n in counts.items())
+        flags.append(
+            {
+                "check": "failed trials",
+                **dict(zip(CURVE_KEYS, keys, strict=True)),
+                "n_train": _n_list(bad["n_train"]),
+                "message": f"{len(bad)} of {len(group)} trials ({len(bad) / len(group):.0%}) not ok: {what}",
+            }
+        )
+    pre = df[(df["mode"] == "pretrain") & (df["status"] != "ok")]
+    for row in pre.itertuples(index=False):
+        flags.append(
+            {
+                "check": "failed trials",
+                **{k: getattr(row, k) for k in CURVE_KEYS},
+                "n_train": str(row.n_train),
+                "message": f"pre-training is {row.status}: {str(row.error)[:200]}",
+            }
+        )
+    return flags
+
+
+def _fit_warnings(fits: pd.DataFrame) -> list[dict]:
+    flags = []
+    for row in fits.itertuples(index=False):
+        r = row._asdict()
+        # The seed-resampling note is information, not a warning.
+        warnings = [w for w in str(r.get("warning") or "").split("; ") if w and not w.startswith("seeds resampled")]
+        if warnings:
+            flags.append({"check": "fit", **_curve(r), "n_train": "", "message": "; ".join(warnings)})
+    return flags
+
+
+def diagnose(df: pd.DataFrame, points: pd.DataFrame, fits: pd.DataFrame) -> pd.DataFrame:
+    """Every flag of a sweep (FLAG_COLUMNS), in the order of CHECKS."""
+    flags = [
+        *_under_training(df, points),
+        *_budget_probes(df),
+        *_lr_edges(points),
+        *_scratch_floors(df, fits),
+        *_failures(df),
+        *_fit_warnings(fits),
+    ]
+    return pd.DataFrame(flags, columns=FLAG_COLUMNS)
+
+
+def floor_artefacts(flags: pd.DataFrame) -> set[tuple]:
+    """(family, shift, width, modes, layers) of the scratch curves whose floor is suspect."""
+    suspect = flags[flags["check"] == "scratch floor above the pre-trained model"]
+    return {tuple(row) for row in suspect[["family", "shift", *SIZE_KEYS]].itertuples(index=False)}

@@ -1,0 +1,388 @@
+"""The study's answers, generated from its own tables: the paper's four claims, each with a
+number, its interval and a verdict (supports / contradicts / not decided by this sweep).
+
+Inputs are the analysis tables (``select_points``, ``fit_curves``,
+``data_efficiency_gain``, ``diagnose``); nothing here reads files or draws. Conventions:
+
+- an error at a point is the mean over seeds of the learning rate chosen by validation;
+  its 95% interval is mean +- t * sd / sqrt(k) over its k seeds (no interval with one
+  seed, and then no comparison of two errors is called decided);
+- two quantities are "decided" only where their intervals do not overlap;
+- "orders of magnitude" (claim 1) means a gain of at least ORDERS = 10, read from the
+  gain's interval, or from its bound where the gain is censored;
+- the trend of the gain with model size (claim 2) is the least-squares slope of log10
+  gain on log10 parameters over the sizes with a measured gain (at least two), per
+  bootstrap replicate; its interval is the replicates' 2.5-97.5% range.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analysis.fit import SIZE_KEYS
+
+# Student t 97.5% quantiles for 1..30 degrees of freedom (beyond: the normal's 1.96).
+T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
+ORDERS = 10.0  # "orders of magnitude fewer examples": at least this gain
+SHIFT_ORDER = ("none", "moderate", "large")
+SUPPORTS, CONTRADICTS, UNDECIDED = "supports", "contradicts", "not decided by this sweep"
+
+
+@dataclass
+class Findings:
+    """Claims with verdicts, and the tables behind them."""
+
+    claims: pd.DataFrame  # claim, statement, verdict, evidence
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # title -> table
+    caveats: list[str] = field(default_factory=list)
+
+
+def mean_interval(errors) -> tuple[float, float, float]:
+    """(mean, lo, hi) of a point's seed errors: a t interval; lo = hi = nan with one seed."""
+    values = np.asarray(errors, dtype=float)
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, math.nan, math.nan
+    df = values.size - 1
+    half = (T975[df - 1] if df <= len(T975) else 1.96) * values.std(ddof=1) / math.sqrt(values.size)
+    return mean, mean - half, mean + half
+
+
+def _disjoint(lo1, hi1, lo2, hi2) -> bool | None:
+    """True if [lo1, hi1] lies wholly below [lo2, hi2]; False if they overlap; None if unknown."""
+    if any(math.isnan(v) for v in (lo1, hi1, lo2, hi2)):
+        return None
+    return hi1 < lo2
+
+
+def _fmt(mean: float, lo: float, hi: float) -> str:
+    return f"{mean:.3g}" if math.isnan(lo) else f"{mean:.3g} [{lo:.3g}, {hi:.3g}]"
+
+
+def _shifts(values) -> list[str]:
+    values = set(values)
+    return [s for s in SHIFT_ORDER if s in values] + sorted(values - set(SHIFT_ORDER))
+
+
+def _size(row) -> str:
+    return f"w{int(row['width'])}-m{int(row['modes'])}"
+
+
+def smallest_n_comparison(points: pd.DataFrame) -> pd.DataFrame:
+    """Per (family, shift, size, pre-training set): fine-tune vs scratch error at the smallest N."""
+    trained = points[points["mode"].isin(("scratch", "finetune"))]
+    rows = []
+    for (family, shift, *size), here in trained.groupby(["family", "shift", *SIZE_KEYS], sort=True):
+        n_min = here["n_train"].min()
+        at = here[here["n_train"] == n_min]
+        scratch = at[at["mode"] == "scratch"]
+        if scratch.empty:
+            continue
+        s_mean, s_lo, s_hi = mean_interval(scratch["seed_errors"].iloc[0])
+        for _, ft in at[at["mode"] == "finetune"].iterrows():
+            f_mean, f_lo, f_hi = mean_interval(ft["seed_errors"])
+            below = _disjoint(f_lo, f_hi, s_lo, s_hi)
+            rows.append(
+                {
+                    "family": family,
+                    "shift": shift,
+                    **dict(zip(SIZE_KEYS, size, strict=True)),
+                    "pretrain_family": ft["pretrain_family"],
+                    "n_train": int(n_min),
+                    "finetune": f_mean,
+                    "finetune_ci": _fmt(f_mean, f_lo, f_hi),
+                    "scratch": s_mean,
+                    "scratch_ci": _fmt(s_mean, s_lo, s_hi),
+                    "ratio": s_mean / f_mean,
+                    "decided": {True: "fine-tune lower", None: "one seed: no interval"}.get(
+                        below, "fine-tune higher" if _disjoint(s_lo, s_hi, f_lo, f_hi) else "intervals overlap"
+                    ),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def gain_claims(gains: pd.DataFrame) -> pd.DataFrame:
+    """Per gain row: the gain (or its bound) as text, and whether it is >= ORDERS."""
+    rows = []
+    for _, g in gains.iterrows():
+        verdict = g["verdict"]
+        if verdict == "measured":
+            text = f"{g['gain']:.3g} [{g['gain_lo']:.3g}, {g['gain_hi']:.3g}]"
+            orders = SUPPORTS if g["gain_lo"] >= ORDERS else CONTRADICTS if g["gain_hi"] < ORDERS else UNDECIDED
+        elif verdict == "lower bound":
+            text = f">= {g['bound']:.3g}"
+            orders = SUPPORTS if g["bound"] >= ORDERS else UNDECIDED
+        elif verdict == "upper bound":
+            text = f"<= {g['bound']:.3g}"
+            orders = CONTRADICTS if g["bound"] < ORDERS else UNDECIDED
+        else:
+            text, orders = verdict, UNDECIDED
+        rows.append(
+            {
+                **{k: g[k] for k in ["family", "shift", "pretrain_family", *SIZE_KEYS, "n_params"]},
+                "target_error": g["target_error"],
+                "gain": text,
+                "verdict": verdict,
+                "at_least_10x": orders,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def size_trend(gains: pd.DataFrame) -> pd.DataFrame:
+    """Per (family, shift, pre-training set): slope of log10 gain vs log10 parameters, with interval."""
+    rows = []
+    for (family, shift, source), g in gains.groupby(["family", "shift", "pretrain_family"], sort=True):
+        measured = g[g["verdict"] == "measured"].sort_values("n_params")
+        censored = g[g["verdict"] != "measured"]
+        row = {
+            "family": family,
+            "shift": shift,
+            "pretrain_family": source,
+            "sizes": len(g),
+            "sizes_measured": len(measured),
+        }
+        if len(measured) < 2:
+            why = ", ".join(f"{_size(r)}: {r['verdict']}" for _, r in censored.iterrows())
+            rows.append(
+                {
+                    **row,
+                    "slope": math.nan,
+                    "slope_lo": math.nan,
+                    "slope_hi": math.nan,
+                    "verdict": UNDECIDED,
+                    "note": f"fewer than two measured gains ({why})",
+                }
+            )
+            continue
+        x = np.log10(measured["n_params"].to_numpy(float))
+        x = x - x.mean()
+        k = min(len(b) for b in measured["boot"])
+        boot = np.stack([np.asarray(b[:k], dtype=float) for b in measured["boot"]], axis=1)  # (k, sizes)
+        usable = np.all(np.isfinite(boot) & (boot > 0), axis=1)
+        slope = float((x * np.log10(measured["gain"].to_numpy(float))).sum() / (x * x).sum())
+        slopes = (np.log10(boot[usable]) * x).sum(axis=1) / (x * x).sum()
+        lo, hi = np.quantile(slopes, [0.025, 0.975]) if slopes.size >= 20 else (math.nan, math.nan)
+        verdict = UNDECIDED if math.isnan(lo) or lo <= 0 <= hi else SUPPORTS if lo > 0 else CONTRADICTS
+        note = f"{usable.mean():.0%} of replicates usable"
+        if not censored.empty:
+            note += "; left out (censored): " + ", ".join(f"{_size(r)} {r['verdict']}" for _, r in censored.iterrows())
+        rows.append(
+            {**row, "slope": slope, "slope_lo": float(lo), "slope_hi": float(hi), "verdict": verdict, "note": note}
+        )
+    return pd.DataFrame(rows)
+
+
+def mixture_comparison(points: pd.DataFrame) -> pd.DataFrame:
+    """Fine-tune error at the smallest N from the mixture vs from the family alone vs scratch."""
+    table = smallest_n_comparison(points)
+    if table.empty or "mixture" not in set(table["pretrain_family"]):
+        return pd.DataFrame()
+    rows = []
+    for (family, shift, *size), here in table.groupby(["family", "shift", *SIZE_KEYS], sort=True):
+        mix = here[here["pretrain_family"] == "mixture"]
+        single = here[here["pretrain_family"] == family]
+        if mix.empty:
+            continue
+        m = mix.iloc[0]
+        row = {
+            "family": family,
+            "shift": shift,
+            **dict(zip(SIZE_KEYS, size, strict=True)),
+            "n_train": m["n_train"],
+            "mixture": m["finetune_ci"],
+            "scratch": m["scratch_ci"],
+            "mixture_vs_scratch": m["decided"],
+        }
+        if not single.empty:
+            s = single.iloc[0]
+            row["single_family"] = s["finetune_ci"]
+            row["mixture_over_single"] = m["finetune"] / s["finetune"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def zero_shot_by_shift(points: pd.DataFrame) -> pd.DataFrame:
+    """Zero-shot error per shift, and the fine-tune error at the largest N beside it."""
+    zero = points[points["mode"] == "zeroshot"]
+    ft = points[points["mode"] == "finetune"]
+    rows = []
+    for (family, source, *size), here in zero.groupby(["family", "pretrain_family", *SIZE_KEYS], sort=True):
+        row = {"family": family, "pretrain_family": source, **dict(zip(SIZE_KEYS, size, strict=True))}
+        for shift in _shifts(here["shift"]):
+            row[f"zeroshot_{shift}"] = float(here.loc[here["shift"] == shift, "test_rel_l2"].iloc[0])
+            mask = (ft["family"] == family) & (ft["pretrain_family"] == source) & (ft["shift"] == shift)
+            for k, v in zip(SIZE_KEYS, size, strict=True):
+                mask &= ft[k] == v
+            sel = ft[mask]
+            if not sel.empty:
+                row[f"finetune_{shift}_N{int(sel['n_train'].max())}"] = float(
+                    sel.loc[sel["n_train"].idxmax(), "test_rel_l2"]
+                )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def build_findings(points: pd.DataFrame, gains: pd.DataFrame, flags: pd.DataFrame) -> Findings:
+    """The four claims, judged from the tables (see the module docstring)."""
+    small = smallest_n_comparison(points)
+    gain_rows = gain_claims(gains) if not gains.empty else pd.DataFrame()
+    trend = size_trend(gains) if not gains.empty else pd.DataFrame()
+    mixture = mixture_comparison(points)
+    zero = zero_shot_by_shift(points)
+    claims = [
+        _claim1(gain_rows),
+        _claim2(trend),
+        _claim3(mixture, points),
+        _claim4(zero, small),
+    ]
+    findings = Findings(pd.DataFrame(claims, columns=["claim", "statement", "verdict", "evidence"]))
+    findings.tables = {
+        "Fine-tune vs scratch at the smallest N (95% t intervals over seeds)": small,
+        "Data-efficiency gain at the target error": gain_rows,
+        "Trend of the gain with model size (slope of log10 gain on log10 parameters)": trend,
+        "Mixture vs single-family pre-training at the smallest N": mixture,
+        "Zero-shot error by shift, and fine-tuning at the largest N": zero,
+    }
+    if not flags.empty:
+        counts = flags["check"].value_counts()
+        findings.caveats.append(
+            "the diagnostics raised "
+            + ", ".join(f"{n} '{c}'" for c, n in counts.items())
+            + " flags (section 'Can these numbers be trusted?'); read the verdicts with them"
+        )
+    return findings
+
+
+def _combine(verdicts: list[str]) -> str:
+    if not verdicts:
+        return UNDECIDED
+    if all(v == SUPPORTS for v in verdicts):
+        return SUPPORTS
+    if all(v == CONTRADICTS for v in verdicts):
+        return CONTRADICTS
+    return UNDECIDED
+
+
+def _claim1(gain_rows: pd.DataFrame) -> dict:
+    statement = "fine-tuning needs orders of magnitude (>= 10x) fewer examples than scratch, in and out of distribution"
+    if gain_rows.empty:
+        return {"claim": 1, "statement": statement, "verdict": UNDECIDED, "evidence": "no gains"}
+    parts, verdicts = [], []
+    for shift in _shifts(gain_rows["shift"]):
+        here = gain_rows[gain_rows["shift"] == shift]
+        votes = here["at_least_10x"].tolist()
+        verdicts.append(_combine(votes))
+        parts.append(
+            f"shift {shift}: "
+            + "; ".join(f"{r['family']} {_size(r)} ({r['pretrain_family']}) {r['gain']}" for _, r in here.iterrows())
+        )
+    verdict = _combine(verdicts)
+    if verdict == UNDECIDED and SUPPORTS in verdicts:
+        shifts = _shifts(gain_rows["shift"])
+        where = ", ".join(s for s, v in zip(shifts, verdicts, strict=True) if v == SUPPORTS)
+        verdict = f"{UNDECIDED} (supported at shifts {where})"
+    return {"claim": 1, "statement": statement, "verdict": verdict, "evidence": " | ".join(parts)}
+
+
+def _claim2(trend: pd.DataFrame) -> dict:
+    statement = "the gain grows with model size (slope of log gain on log parameters > 0)"
+    if trend.empty:
+        return {"claim": 2, "statement": statement, "verdict": UNDECIDED, "evidence": "no gains"}
+    parts = []
+    for _, t in trend.iterrows():
+        value = "n/a" if math.isnan(t["slope"]) else f"{t['slope']:.2f} [{t['slope_lo']:.2f}, {t['slope_hi']:.2f}]"
+        parts.append(f"{t['family']}/{t['shift']}/{t['pretrain_family']}: {value} ({t['verdict']})")
+    return {
+        "claim": 2,
+        "statement": statement,
+        "verdict": _combine(trend["verdict"].tolist()),
+        "evidence": "; ".join(parts),
+    }
+
+
+def _claim3(mixture: pd.DataFrame, points: pd.DataFrame) -> dict:
+    statement = "one model pre-trained on the mixture adapts to each family (beats scratch at the smallest N)"
+    if mixture.empty:
+        return {"claim": 3, "statement": statement, "verdict": UNDECIDED, "evidence": "no mixture pre-training"}
+    votes = [
+        SUPPORTS if d == "fine-tune lower" else CONTRADICTS if d == "fine-tune higher" else UNDECIDED
+        for d in mixture["mixture_vs_scratch"]
+    ]
+    families = set(points.loc[points["mode"] == "scratch", "family"])
+    missing = families - set(mixture["family"])
+    verdict = _combine(votes) if not missing else UNDECIDED
+    parts = [
+        f"{r['family']}/{r['shift']} w{int(r['width'])}: mixture {r['mixture']} vs scratch {r['scratch']}"
+        + (f", single-family {r['single_family']}" if isinstance(r.get("single_family"), str) else "")
+        for _, r in mixture.iterrows()
+    ]
+    if missing:
+        parts.append(f"no mixture fine-tuning for {sorted(missing)}")
+    return {"claim": 3, "statement": statement, "verdict": verdict, "evidence": "; ".join(parts)}
+
+
+def _claim4(zero: pd.DataFrame, small: pd.DataFrame) -> dict:
+    statement = (
+        "across families: zero-shot error grows with the shift, and fine-tuning recovers most of it "
+        "(fine-tune error at the largest N below half the zero-shot error at the largest shift)"
+    )
+    if zero.empty:
+        return {"claim": 4, "statement": statement, "verdict": UNDECIDED, "evidence": "no zero-shot trials"}
+    votes, parts = [], []
+    for _, z in zero.iterrows():
+        shifts = [s for s in SHIFT_ORDER if f"zeroshot_{s}" in z and not pd.isna(z[f"zeroshot_{s}"])]
+        errors = [z[f"zeroshot_{s}"] for s in shifts]
+        grows = len(errors) >= 2 and all(a < b for a, b in itertools.pairwise(errors))
+        last = shifts[-1] if shifts else None
+        ft_cols = [c for c in z.index if last and c.startswith(f"finetune_{last}_") and not pd.isna(z[c])]
+        recovers = bool(ft_cols) and z[ft_cols[0]] < 0.5 * z[f"zeroshot_{last}"]
+        votes.append(SUPPORTS if grows and recovers else CONTRADICTS if len(errors) >= 2 and not grows else UNDECIDED)
+        text = ", ".join(f"{s} {e:.3g}" for s, e in zip(shifts, errors, strict=True))
+        if ft_cols:
+            text += f"; fine-tuned at {last}: {z[ft_cols[0]]:.3g}"
+        parts.append(f"{z['family']} ({z['pretrain_family']}, w{int(z['width'])}): zero-shot {text}")
+    families = sorted(set(zero["family"]))
+    verdict = _combine(votes)
+    evidence = "; ".join(parts)
+    if len(families) < 3:
+        verdict = UNDECIDED if verdict == SUPPORTS else verdict
+        evidence += f" (only {', '.join(families)}: 'across families' needs all three)"
+    return {"claim": 4, "statement": statement, "verdict": verdict, "evidence": evidence}

@@ -32,7 +32,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.fit import CURVE_KEYS, FITTED_MODES, POINT_KEYS, SIZE_KEYS
+from analysis.points import CURVE_KEYS, FITTED_MODES, POINT_KEYS, SIZE_KEYS
 
 UNDERTRAINED_TAIL = 0.9  # "the last 10% of the budget" starts here
 UNDERTRAINED_DROP = 0.01  # "still falling": the final evaluation at least 1% below the one at 90%
@@ -252,10 +252,8 @@ def _fit_warnings(fits: pd.DataFrame) -> list[dict]:
     flags = []
     for row in fits.itertuples(index=False):
         r = row._asdict()
-        # The seed-resampling note is information, not a warning.
-        warnings = [w for w in str(r.get("warning") or "").split("; ") if w and not w.startswith("seeds resampled")]
-        if warnings:
-            flags.append({"check": "fit", **_curve(r), "n_train": "", "message": "; ".join(warnings)})
+        if r.get("warning"):
+            flags.append({"check": "fit", **_curve(r), "n_train": "", "message": r["warning"]})
     return flags
 
 

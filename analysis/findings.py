@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.fit import SIZE_KEYS
+from analysis.points import SIZE_KEYS
 
 # Student t 97.5% quantiles for 1..30 degrees of freedom (beyond: the normal's 1.96).
 T975 = (

@@ -35,19 +35,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from analysis.diagnostics import CHECKS, diagnose, floor_artefacts, probe_table
 from analysis.findings import Findings, build_findings
-from analysis.fit import (
-    CURVE_KEYS,
-    GAIN_VERDICTS,
-    REQUIRED_COLUMNS,
-    SIZE_KEYS,
-    add_fit_arguments,
-    check_columns,
-    data_efficiency_gain,
-    fit_curves,
-    read_table,
-    saturating,
-    select_points,
-)
+from analysis.fit import add_fit_arguments, fit_curves, saturating
+from analysis.gains import GAIN_VERDICTS, data_efficiency_gain
+from analysis.points import CURVE_KEYS, REQUIRED_COLUMNS, SIZE_KEYS, check_columns, read_table, select_points
 
 HEALTH_COLUMNS = ("key", "stage", "mode", "status", "error", "wall_s")
 SHIFT_ORDER = ("none", "moderate", "large")

@@ -1,92 +1,166 @@
-"""Calibration and speed of the power-law fit: interval coverage of the true exponent.
+"""Calibration of the learning-curve fits and gains: interval coverage on synthetic sweeps.
 
-For each synthetic curve err(N) = a N^-b + c on N = 2^3 .. 2^15 with log-normal noise,
-draws ``--replicates`` noisy copies, fits each (``analysis.fit.fit_curve``, 200
-bootstrap replicates) and counts how often the 95% interval holds the true b, for the
-bootstrap-t interval that the fit reports and for the plain percentile interval of
-the same bootstrap replicates.
+Each case draws ``--replicates`` synthetic sweeps from known curves, runs the analysis
+(``analysis.points.select_points``, ``analysis.fit.fit_curves``,
+``analysis.gains.data_efficiency_gain``) and counts how often the 95% intervals hold
+the true exponent b, the true floor c and the true gain at the target error, and how
+often the fit raised a warning. A case's noise is log-normal, per point; cases vary
+it: equal across N, falling with N (heteroscedastic), correlated along N (AR(1), as
+nested training sets give), split between a point part and a seed part with several
+seeds, and with near-tied learning rates chosen by validation error.
 
-The second table: curves with several training seeds per point. Each seed's error is
-the curve times a point-level factor (the data set's own noise, shared by the seeds,
-sd ``point``) times its own seed factor (sd falling linearly from ``seed_hi`` at the
-smallest N to ``seed_lo`` at the largest); the fit sees the seed means, with and
-without the per-point seed errors (``seed_errors``: the two-stage bootstrap), and
-coverage of the true b is counted for both.
-
-    python benchmarks/bench_fit.py [--replicates 300]
+    python benchmarks/bench_fit.py [--replicates 300] [--cases NAME ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.fit import _interval, fit_curve, saturating
+from analysis.fit import fit_curves, saturating
+from analysis.gains import data_efficiency_gain, examples_needed
+from analysis.points import select_points
 
-N_VALUES = 2.0 ** np.arange(3, 16)
-CASES = (  # (a, b, c, noise)
-    (1.0, 0.5, 0.01, 0.05),
-    (1.0, 0.5, 0.0, 0.10),
-    (0.5, 0.8, 0.05, 0.10),
-    (1.0, 0.5, 0.01, 0.15),
+N13 = tuple(2.0 ** np.arange(3, 16))
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    scratch: tuple[float, float, float]  # a, b, c
+    finetune: tuple[float, float, float]
+    n: tuple[float, ...] = N13
+    noise: tuple[float, float] = (0.05, 0.05)  # point noise sd at the smallest and the largest N
+    rho: float = 0.0  # AR(1) correlation of the point noise along N
+    seeds: int = 1
+    seed_noise: float = 0.0  # per-seed sd, on top of the point noise
+    lrs: int = 1  # rates per point; all equally good on average (near-tied)
+
+
+CASES = (
+    Case("5% noise", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005)),
+    Case("15% noise", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005), noise=(0.15, 0.15)),
+    Case("c = 0", (1.0, 0.5, 0.0), (0.2, 0.5, 0.0), noise=(0.1, 0.1)),
+    Case("small c", (1.0, 0.5, 1e-3), (0.2, 0.5, 5e-4), noise=(0.1, 0.1)),
+    Case("flat fine-tune", (1.0, 0.5, 0.01), (0.0, 0.5, 0.05), noise=(0.02, 0.02)),
+    Case("rising", (1.0, 0.5, 0.01), (0.05, -0.1, 0.0)),
+    Case("4 points", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005), n=(8.0, 32.0, 128.0, 512.0)),
+    Case("5 points", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005), n=(4.0, 8.0, 16.0, 32.0, 64.0)),
+    Case("heteroscedastic", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005), noise=(0.20, 0.03)),
+    Case("correlated", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005), noise=(0.1, 0.1), rho=0.6),
+    Case("3 seeds", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005), noise=(0.03, 0.03), seeds=3, seed_noise=0.1),
+    Case("tied rates", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005), noise=(0.03, 0.03), seeds=3, seed_noise=0.1, lrs=5),
 )
 
-SEED_CASES = (  # (a, b, c, N values, seeds, point sd, seed sd at the smallest N, at the largest N)
-    (1.0, 0.5, 0.01, 2.0 ** np.arange(3, 13), 3, 0.03, 0.15, 0.04),
-    (1.0, 0.5, 0.01, 2.0 ** np.arange(3, 13), 2, 0.03, 0.15, 0.04),
-    (1.0, 0.5, 0.01, 2.0 ** np.arange(2, 7), 2, 0.02, 0.10, 0.05),
-    (0.5, 0.8, 0.02, 2.0 ** np.arange(2, 8), 3, 0.0, 0.20, 0.05),
-    (1.0, 0.3, 0.0, 2.0 ** np.arange(3, 11), 5, 0.05, 0.05, 0.05),
-)
+
+def _noise(case: Case, rng) -> np.ndarray:
+    """(m,) log point noise: sd from noise[0] to noise[1] along N, AR(1) with rho."""
+    m = len(case.n)
+    sd = np.linspace(case.noise[0], case.noise[1], m)
+    z = rng.normal(size=m)
+    e = np.empty(m)
+    e[0] = z[0]
+    for i in range(1, m):  # m <= 13 points
+        e[i] = case.rho * e[i - 1] + math.sqrt(1 - case.rho**2) * z[i]
+    return sd * e
 
 
-def seed_coverage(replicates: int) -> None:
-    print(f"\n{'a':>5} {'b':>5} {'c':>6} {'N':>9} {'seeds':>5} {'point':>5} {'seed sd':>11} "
-          f"{'two-stage':>9} {'means only':>10} {'ms/fit':>7}")  # fmt: skip
-    for a, b, c, n, k, point, seed_hi, seed_lo in SEED_CASES:
-        rng = np.random.default_rng(11)
-        sigma = np.linspace(seed_hi, seed_lo, n.size)[:, None]
-        two_stage = means_only = 0
-        started = time.perf_counter()
-        for r in range(replicates):
-            shared = np.exp(rng.normal(0.0, point, (n.size, 1)))
-            seeds = saturating(n, a, b, c)[:, None] * shared * np.exp(rng.normal(0.0, 1.0, (n.size, k)) * sigma)
-            fit = fit_curve(n, seeds.mean(axis=1), seed=r, seed_errors=list(seeds))
-            two_stage += fit["b_lo"] <= b <= fit["b_hi"]
-            plain = fit_curve(n, seeds.mean(axis=1), seed=r)
-            means_only += plain["b_lo"] <= b <= plain["b_hi"]
-        ms = (time.perf_counter() - started) / replicates / 2 * 1e3
-        span = f"{int(n[0])}-{int(n[-1])}"
-        print(f"{a:>5g} {b:>5g} {c:>6g} {span:>9} {k:>5d} {point:>5g} {f'{seed_hi:g}->{seed_lo:g}':>11} "
-              f"{two_stage / replicates:>9.1%} {means_only / replicates:>10.1%} {ms:>7.1f}")  # fmt: skip
+def synthetic_sweep(case: Case, rng) -> pd.DataFrame:
+    """A results table of one cell: scratch and fine-tune curves of the case, with the same
+    point noise (one test set, nested training sets), rates and seeds."""
+    rows = []
+    shared = _noise(case, rng)
+    n_values = np.asarray(case.n)
+    for mode, (a, b, c) in (("scratch", case.scratch), ("finetune", case.finetune)):
+        truth = saturating(n_values, a, b, c) * np.exp(shared)
+        for i, n in enumerate(n_values):
+            for lr in range(case.lrs):
+                for seed in range(case.seeds):
+                    err = truth[i] * math.exp(case.seed_noise * rng.normal())
+                    val = err * math.exp(0.02 * rng.normal())  # validation tracks test, nearly
+                    rows.append(
+                        {
+                            "family": "poisson",
+                            "shift": "none",
+                            "pretrain_family": "poisson" if mode == "finetune" else "",
+                            "mode": mode,
+                            "width": 8,
+                            "modes": 4,
+                            "layers": 4,
+                            "n_params": 1000,
+                            "n_train": int(n),
+                            "lr": 10.0 ** -(3 + lr),
+                            "seed": seed,
+                            "status": "ok",
+                            "val_rel_l2": val,
+                            "test_rel_l2": err,
+                            "stage": "downstream",
+                        }
+                    )
+    return pd.DataFrame(rows)
 
 
-def main() -> None:
+def true_gain(case: Case, target: float) -> float:
+    return float(examples_needed(target, *case.scratch) / examples_needed(target, *case.finetune))
+
+
+def run_case(case: Case, replicates: int, rng) -> dict:
+    counts = {"b": 0, "c": 0, "gain": 0, "gain_valid": 0, "warned": 0}
+    a_f, b_f, c_f = case.finetune
+    target = saturating(math.sqrt(case.n[0] * case.n[-1]), a_f, max(b_f, 0.0), c_f)  # mid-range fine-tune error
+    gain = true_gain(case, target) if b_f > 0 and a_f > 0 else math.nan
+    verdicts: dict[str, int] = {}
+    for r in range(replicates):
+        df = synthetic_sweep(case, rng)
+        points = select_points(df)
+        fits = fit_curves(df, n_boot=200, seed=r, points=points).set_index("mode")
+        scratch = fits.loc["scratch"]
+        warned = bool(scratch["warning"]) or bool(fits.loc["finetune", "warning"])
+        counts["warned"] += warned
+        if np.isfinite(scratch["b"]):
+            counts["b"] += scratch["b_lo"] <= case.scratch[1] <= scratch["b_hi"]
+        counts["c"] += scratch["c_lo"] <= case.scratch[2] <= scratch["c_hi"]
+        g = data_efficiency_gain(df, target_error=float(target), fits=fits.reset_index()).iloc[0]
+        verdicts[g["verdict"]] = verdicts.get(g["verdict"], 0) + 1
+        if g["verdict"] == "measured" and math.isfinite(gain):
+            counts["gain_valid"] += 1
+            counts["gain"] += g["gain_lo"] <= gain <= g["gain_hi"]
+        elif g["verdict"] in ("lower bound", "upper bound") and math.isfinite(gain):
+            counts["gain_valid"] += 1  # a bound is right when the truth lies on its side
+            counts["gain"] += gain >= g["bound"] if g["verdict"] == "lower bound" else gain <= g["bound"]
+    return {**counts, "verdicts": verdicts, "true_gain": gain}
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replicates", type=int, default=300)
-    args = parser.parse_args()
-    print(f"{'a':>5} {'b':>5} {'c':>6} {'noise':>6} {'bootstrap-t':>12} {'percentile':>11} {'ms/fit':>7}")
-    for a, b, c, noise in CASES:
-        rng = np.random.default_rng(7)
-        studentized = percentile = 0
+    parser.add_argument("--cases", nargs="*", default=None, help="names of cases to run (default: all)")
+    args = parser.parse_args(argv)
+    cases = [c for c in CASES if args.cases is None or c.name in args.cases]
+    n = args.replicates
+    print(f"{n} synthetic sweeps per case; coverage of the 95% intervals of the scratch curve's b and c and of the")
+    print("gain (a censored gain counts as covered when the truth lies on its bound's side)\n")
+    print("| case | b | c | gain (true) | gain verdicts | warned | ms per sweep |\n|---|---:|---:|---:|---|---:|---:|")
+    for case in cases:
         started = time.perf_counter()
-        for r in range(args.replicates):
-            y = saturating(N_VALUES, a, b, c) * np.exp(rng.normal(0.0, noise, len(N_VALUES)))
-            fit = fit_curve(N_VALUES, y, seed=r)
-            studentized += fit["b_lo"] <= b <= fit["b_hi"]
-            lo, hi = _interval(fit["boot"][:, 1])
-            percentile += lo <= b <= hi
-        ms = (time.perf_counter() - started) / args.replicates * 1e3
-        n = args.replicates
-        print(f"{a:>5g} {b:>5g} {c:>6g} {noise:>6g} {studentized / n:>12.1%} {percentile / n:>11.1%} {ms:>7.1f}")
-    seed_coverage(args.replicates)
+        out = run_case(case, n, np.random.default_rng(2026))
+        ms = (time.perf_counter() - started) / n * 1e3
+        b_cov = f"{out['b'] / n:.1%}"
+        gain = f"{out['gain'] / out['gain_valid']:.1%} ({out['true_gain']:.3g})" if out["gain_valid"] else "n/a"
+        verdicts = ", ".join(f"{k} {v}" for k, v in sorted(out["verdicts"].items()))
+        c_cov, warned = f"{out['c'] / n:.1%}", f"{out['warned'] / n:.0%}"
+        print(f"| {case.name} | {b_cov} | {c_cov} | {gain} | {verdicts} | {warned} | {ms:.0f} |", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

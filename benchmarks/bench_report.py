@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.fit import read_table
+from analysis.points import read_table
 from analysis.report import build_report, write_html, write_summary
 from fno.results import PART_PREFIX, SCHEMA, read_results, write_row
 

@@ -124,7 +124,7 @@ def test_the_study_preset_covers_every_family_and_the_mixture(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "pre-training sets poisson, advdiff, helmholtz, mixture" in out
     assert "downstream families poisson, advdiff, helmholtz" in out and "shifts none, moderate, large" in out
-    assert "sizes w4-m4, w8-m4, w12-m4" in out and "N 4, 8, 16, 32, 64" in out and "seeds 0, 1" in out
+    assert "sizes w4-m2, w6-m3, w8-m4" in out and "N 4, 8, 16, 32, 64" in out and "seeds 0, 1" in out
     assert "stage probe: 27 trials" in out
 
 

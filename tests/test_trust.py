@@ -9,7 +9,9 @@ from synthetic import result_row, results_table
 
 from analysis.diagnostics import diagnose, floor_artefacts, still_falling
 from analysis.findings import size_trend
-from analysis.fit import data_efficiency_gain, fit_curve, fit_curves, saturating, select_points
+from analysis.fit import fit_curve, fit_curves, saturating
+from analysis.gains import data_efficiency_gain
+from analysis.points import select_points
 
 N_SMALL = 2 ** np.arange(3, 9)  # 8 .. 256
 
@@ -158,7 +160,7 @@ def test_seed_aware_intervals_cover_the_true_exponent():
         point = np.exp(rng.normal(0.0, 0.03, n.size))  # the data set's own noise, shared by the seeds
         seeds = truth[:, None] * point[:, None] * np.exp(rng.normal(0.0, sigma[:, None], (n.size, 3)))
         fit = fit_curve(n, seeds.mean(axis=1), seed=replicate, seed_errors=list(seeds))
-        assert "seeds resampled" in fit["warning"]
+        assert "seeds resampled" in fit["notes"]
         covered += fit["b_lo"] <= b <= fit["b_hi"]
     assert 85 <= covered <= 99, covered
 

@@ -1,0 +1,159 @@
+"""A sweep's results table -> the points of its learning curves.
+
+A *point* is one (family, shift, pretrain_family, architecture, mode, N). Its learning
+rate is the one with the lowest mean validation error over seeds (never the test
+error); its value is that rate's mean test error. A rate that lost seeds at a point
+(failed, diverged or stopped) is not judged on its survivors: where another rate has
+every seed ``ok``, it is excluded, and the point says how many were. A *curve* is a
+point's keys without N; a model size is its architecture (SIZE_KEYS), never its
+parameter count, which depends on the input layout (a mixture-pretrained model reads
+the union layout and has a larger lifting layer).
+
+Each point also carries its *selection table* (the validation and test errors of every
+eligible rate at every seed, seeds aligned), so that the bootstrap can resample seeds
+and choose the rate again in every replicate (``analysis.fit``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REQUIRED_COLUMNS = (
+    "family",
+    "shift",
+    "pretrain_family",
+    "mode",
+    "width",
+    "modes",
+    "layers",
+    "n_params",
+    "n_train",
+    "lr",
+    "seed",
+    "status",
+    "val_rel_l2",
+    "test_rel_l2",
+)
+DOWNSTREAM_MODES = ("scratch", "finetune", "zeroshot")
+FITTED_MODES = ("scratch", "finetune")
+SIZE_KEYS = ["width", "modes", "layers"]
+CURVE_KEYS = ["family", "shift", "pretrain_family", *SIZE_KEYS, "mode"]
+POINT_KEYS = [*CURVE_KEYS, "n_train"]
+
+
+def check_columns(df: pd.DataFrame, required: Sequence[str] = REQUIRED_COLUMNS) -> None:
+    """Raise ValueError naming the missing columns of a results table."""
+    required = list(dict.fromkeys(required))
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"results table lacks required columns {missing}; this needs {', '.join(required)} "
+            "(a sweep's table, fno.results.SCHEMA, has them all)"
+        )
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A results table from a sweep folder (``<out>/<sweep>``), its ``results`` folder or a Parquet file."""
+    from fno.results import read_results
+
+    path = Path(path)
+    if (path / "results").is_dir():
+        path = path / "results"
+    if not path.exists():
+        raise FileNotFoundError(f"no results at {path}: pass a sweep folder <out>/<sweep> or its results folder")
+    if path.is_dir():
+        return read_results(path).to_pandas()
+    return pd.read_parquet(path)
+
+
+def select_points(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per point; see the module docstring.
+
+    Columns: POINT_KEYS, n_params (of the model as trained), lr, val_rel_l2 and
+    test_rel_l2 (means over seeds), test_std (0 with one seed), n_seeds, seed_errors
+    (the chosen rate's per-seed test errors), lr_min, lr_max, n_lrs (the rates tried,
+    whatever their status), n_lrs_excluded (rates left out for lost seeds) and
+    selection (dict of ``lrs``, ``val`` and ``test``, the latter two (rates, seeds)
+    arrays, or None with fewer than two seeds). Zero-shot rows have no validation error
+    and one rate; they are kept as they are. Budget probes (stage ``probe``) are checks,
+    not points.
+    """
+    check_columns(df)
+    rows = df[df["mode"].isin(DOWNSTREAM_MODES)]
+    if "stage" in rows:
+        rows = rows[rows["stage"] != "probe"]
+    grid = (
+        rows.groupby(POINT_KEYS, dropna=False, sort=False)
+        .agg(lr_min=("lr", "min"), lr_max=("lr", "max"), n_lrs=("lr", "nunique"))
+        .reset_index()
+    )
+    # A rate is complete at a point when every one of its trials there is ok.
+    complete = (
+        rows.assign(bad=rows["status"] != "ok")
+        .groupby([*POINT_KEYS, "lr"], dropna=False, sort=False)["bad"]
+        .sum()
+        .eq(0)
+        .rename("complete")
+        .reset_index()
+    )
+    ok = rows[rows["status"] == "ok"]
+    per_lr = (
+        ok.groupby([*POINT_KEYS, "lr"], dropna=False, sort=False)
+        .agg(
+            n_params=("n_params", "max"),
+            val_rel_l2=("val_rel_l2", "mean"),
+            test_rel_l2=("test_rel_l2", "mean"),
+            test_std=("test_rel_l2", "std"),
+            n_seeds=("seed", "nunique"),
+            seed_errors=("test_rel_l2", tuple),
+        )
+        .reset_index()
+        .merge(complete, on=[*POINT_KEYS, "lr"], how="left")
+    )
+    per_lr["test_std"] = per_lr["test_std"].fillna(0.0)
+    any_complete = per_lr.groupby(POINT_KEYS, dropna=False, sort=False)["complete"].transform("any")
+    eligible = per_lr[per_lr["complete"] | ~any_complete]
+    excluded = (
+        per_lr.assign(out=~(per_lr["complete"] | ~any_complete))
+        .groupby(POINT_KEYS, dropna=False, sort=False)["out"]
+        .sum()
+        .rename("n_lrs_excluded")
+        .reset_index()
+    )
+    # Lowest validation error first (NaN, i.e. zero-shot, last), ties by learning rate.
+    ranked = eligible.sort_values(["val_rel_l2", "lr"], na_position="last", kind="stable")
+    points = ranked.groupby(POINT_KEYS, dropna=False, sort=False).head(1).drop(columns="complete")
+    points = points.merge(grid, on=POINT_KEYS, how="left").merge(excluded, on=POINT_KEYS, how="left")
+    points = points.sort_values(POINT_KEYS, kind="stable").reset_index(drop=True)
+    points["selection"] = _selection_tables(ok, eligible[[*POINT_KEYS, "lr"]], points)
+    return points
+
+
+def _selection_tables(ok: pd.DataFrame, eligible: pd.DataFrame, points: pd.DataFrame) -> list:
+    """Per point: {lrs, val, test} over the eligible rates and the seeds every one of them has."""
+    trained = ok[ok["mode"].isin(FITTED_MODES)].merge(eligible, on=[*POINT_KEYS, "lr"], how="inner")
+    if trained.empty:
+        return [None] * len(points)
+    # One pivot for the whole table: rows (point, lr), columns seeds; then a slice per point.
+    wide = trained.pivot_table(
+        index=[*POINT_KEYS, "lr"], columns="seed", values=["val_rel_l2", "test_rel_l2"], aggfunc="mean", dropna=False
+    )
+    val_all, test_all = wide["val_rel_l2"].to_numpy(float), wide["test_rel_l2"].to_numpy(float)
+    index = wide.index.to_frame(index=False)
+    tables: dict[tuple, dict] = {}
+    for keys, rows in index.groupby(POINT_KEYS, dropna=False, sort=False).indices.items():  # one entry per point
+        val, test = val_all[rows], test_all[rows]
+        shared = np.isfinite(val).all(axis=0) & np.isfinite(test).all(axis=0)
+        if shared.sum() < 2:
+            continue
+        lrs = tuple(index["lr"].to_numpy()[rows])
+        tables[keys if isinstance(keys, tuple) else (keys,)] = {
+            "lrs": lrs,
+            "val": val[:, shared],
+            "test": test[:, shared],
+        }
+    return [tables.get(tuple(row)) for row in points[POINT_KEYS].itertuples(index=False)]

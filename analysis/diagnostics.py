@@ -52,10 +52,6 @@ def _n_list(values) -> str:
     return ", ".join(str(int(v)) for v in sorted(set(values)))
 
 
-def _curve(row) -> dict:
-    return {k: row[k] for k in CURVE_KEYS}
-
-
 def still_falling(eval_steps, eval_values, steps: int, best_step: int) -> tuple[bool, float, float]:
     """(flag, error at 90% of the budget, final error) of one trial's validation curve."""
     unknown = False, math.nan, math.nan  # older tables and failed trials have no curve
@@ -81,83 +77,70 @@ def _chosen_rows(df: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
     return rows.merge(chosen, on=[*POINT_KEYS, "lr"], how="inner")
 
 
+def _flag(check: str, keys, n_train: str, message: str) -> dict:
+    """One row of the flags table; keys: the curve's CURVE_KEYS values, in order."""
+    return {"check": check, **dict(zip(CURVE_KEYS, keys, strict=True)), "n_train": n_train, "message": message}
+
+
 def _under_training(df: pd.DataFrame, points: pd.DataFrame) -> list[dict]:
     rows = _chosen_rows(df, points)
     if rows.empty or "eval_steps" not in rows:
         return []
-    flags = []
     hits = []
     for row in rows.itertuples(index=False):  # one row per trial: a few hundred at most per curve
         flag, at_mark, final = still_falling(row.eval_steps, row.eval_val_rel_l2, row.steps, row.best_step)
         if flag:
             hits.append({**{k: getattr(row, k) for k in POINT_KEYS}, "at_mark": at_mark, "final": final})
-    if not hits:
-        return flags
-    for keys, group in pd.DataFrame(hits).groupby(CURVE_KEYS, dropna=False, sort=True):
-        worst = group.loc[(group["final"] / group["at_mark"]).idxmin()]
-        flags.append(
-            {
-                "check": "under-training",
-                **dict(zip(CURVE_KEYS, keys, strict=True)),
-                "n_train": _n_list(group["n_train"]),
-                "message": f"best validation error in the last 10% of the budget and still falling at "
-                f"N = {_n_list(group['n_train'])} (e.g. N = {int(worst['n_train'])}: {worst['at_mark']:.4g} at 90% "
-                f"of the budget, {worst['final']:.4g} at its end): train longer (raise epochs)",
-            }
-        )
-    return flags
-
-
-def _budget_probes(df: pd.DataFrame) -> list[dict]:
-    """Probe rows (stage 'probe': the same trial at twice the budget) against their base trial."""
-    probes = df[(df["stage"] == "probe") & (df["status"] == "ok")]
-    if probes.empty:
-        return []
-    base = df[(df["stage"] == "downstream") & (df["status"] == "ok")]
-    merged = probes.merge(base, on=[*POINT_KEYS, "lr", "seed"], suffixes=("_probe", ""))
-    merged = merged[merged["steps_probe"] > merged["steps"]]
-    if merged.empty:
-        return []
-    merged["gain"] = 1.0 - merged["val_rel_l2_probe"] / merged["val_rel_l2"]
     flags = []
-    for keys, group in merged.groupby(CURVE_KEYS, dropna=False, sort=True):
-        bad = group[group["gain"] > PROBE_TOLERANCE]
-        if bad.empty:
-            continue
-        worst = bad.loc[bad["gain"].idxmax()]
-        flags.append(
-            {
-                "check": "budget probe",
-                **dict(zip(CURVE_KEYS, keys, strict=True)),
-                "n_train": _n_list(bad["n_train"]),
-                "message": f"doubling the budget ({int(worst['steps'])} -> {int(worst['steps_probe'])} steps) "
-                f"improved the validation error by {worst['gain']:.0%} (> {PROBE_TOLERANCE:.0%}) at N = "
-                f"{int(worst['n_train'])}, lr {worst['lr']:g}: not converged",
-            }
+    for keys, group in pd.DataFrame(hits, columns=[*POINT_KEYS, "at_mark", "final"]).groupby(
+        CURVE_KEYS, dropna=False, sort=True
+    ):
+        worst = group.loc[(group["final"] / group["at_mark"]).idxmin()]
+        message = (
+            f"best validation error in the last 10% of the budget and still falling at N = "
+            f"{_n_list(group['n_train'])} (e.g. N = {int(worst['n_train'])}: {worst['at_mark']:.4g} at 90% of the "
+            f"budget, {worst['final']:.4g} at its end): train longer (raise epochs)"
         )
+        flags.append(_flag("under-training", keys, _n_list(group["n_train"]), message))
     return flags
 
 
 def probe_table(df: pd.DataFrame) -> pd.DataFrame:
     """Every budget probe beside its base trial: validation and test error at 1x and 2x."""
+    columns = [*POINT_KEYS, "lr", "seed", "steps", "steps_2x", "val_rel_l2", "val_rel_l2_2x"]
+    columns += ["test_rel_l2", "test_rel_l2_2x"]
     probes = df[(df["stage"] == "probe") & (df["status"] == "ok")]
     base = df[(df["stage"] == "downstream") & (df["status"] == "ok")]
     merged = probes.merge(base, on=[*POINT_KEYS, "lr", "seed"], suffixes=("_2x", ""))
-    columns = [*POINT_KEYS, "lr", "seed", "steps", "steps_2x", "val_rel_l2", "val_rel_l2_2x"]
-    columns += ["test_rel_l2", "test_rel_l2_2x"]
-    out = merged[columns].copy()
+    out = merged.loc[merged["steps_2x"] > merged["steps"], columns].copy()
     out["val_improvement"] = 1.0 - out["val_rel_l2_2x"] / out["val_rel_l2"]
     out["test_improvement"] = 1.0 - out["test_rel_l2_2x"] / out["test_rel_l2"]
     return out.sort_values(POINT_KEYS, kind="stable").reset_index(drop=True)
+
+
+def _budget_probes(df: pd.DataFrame) -> list[dict]:
+    """Probes (stage 'probe': the same trial at twice the budget) that improved too much."""
+    flags = []
+    for keys, group in probe_table(df).groupby(CURVE_KEYS, dropna=False, sort=True):
+        bad = group[group["val_improvement"] > PROBE_TOLERANCE]
+        if bad.empty:
+            continue
+        worst = bad.loc[bad["val_improvement"].idxmax()]
+        message = (
+            f"doubling the budget ({int(worst['steps'])} -> {int(worst['steps_2x'])} steps) improved the validation "
+            f"error by {worst['val_improvement']:.0%} (> {PROBE_TOLERANCE:.0%}) at N = {int(worst['n_train'])}, "
+            f"lr {worst['lr']:g}: not converged"
+        )
+        flags.append(_flag("budget probe", keys, _n_list(bad["n_train"]), message))
+    return flags
 
 
 def _lr_edges(points: pd.DataFrame) -> list[dict]:
     trained = points[points["mode"].isin(FITTED_MODES)]
     if not trained.empty and (trained["n_lrs"] == 1).all():
         rates = ", ".join(f"{v:g}" for v in sorted(trained["lr"].unique()))
-        sweep_wide = dict.fromkeys(CURVE_KEYS, "")
         message = f"every point was trained with one learning rate ({rates}): whether a better rate exists is unchecked"
-        return [{"check": "learning rate at the grid's edge", **sweep_wide, "n_train": "", "message": message}]
+        return [_flag("learning rate at the grid's edge", [""] * len(CURVE_KEYS), "", message)]
     trained = trained[trained["n_lrs"] > 1]
     edge = trained[(trained["lr"] == trained["lr_min"]) | (trained["lr"] == trained["lr_max"])]
     flags = []
@@ -167,16 +150,12 @@ def _lr_edges(points: pd.DataFrame) -> list[dict]:
             at = group[group["lr"] == group[column]]
             if not at.empty:
                 parts.append(f"the {side} rate ({at['lr'].iloc[0]:g}) at N = {_n_list(at['n_train'])}")
-        flags.append(
-            {
-                "check": "learning rate at the grid's edge",
-                **dict(zip(CURVE_KEYS, keys, strict=True)),
-                "n_train": _n_list(group["n_train"]),
-                "message": f"validation chose {' and '.join(parts)}; a better rate may lie outside the grid "
-                f"[{group['lr_min'].min():g}, {group['lr_max'].max():g}]"
-                + (" (with two rates every choice is at an edge)" if (group["n_lrs"] == 2).all() else ""),
-            }
+        message = (
+            f"validation chose {' and '.join(parts)}; a better rate may lie outside the grid "
+            f"[{group['lr_min'].min():g}, {group['lr_max'].max():g}]"
+            + (" (with two rates every choice is at an edge)" if (group["n_lrs"] == 2).all() else "")
         )
+        flags.append(_flag("learning rate at the grid's edge", keys, _n_list(group["n_train"]), message))
     return flags
 
 
@@ -203,18 +182,13 @@ def _scratch_floors(df: pd.DataFrame, fits: pd.DataFrame) -> list[dict]:
         return []
     merged = scratch.merge(reference_errors(df), on=["family", *SIZE_KEYS], how="inner")
     flags = []
-    for row in merged[merged["c"] > merged["reference_error"]].itertuples(index=False):
-        r = row._asdict()
-        flags.append(
-            {
-                "check": "scratch floor above the pre-trained model",
-                **_curve(r),
-                "n_train": "",
-                "message": f"scratch levels off at c = {r['c']:.4g} [{r['c_lo']:.4g}, {r['c_hi']:.4g}], above the "
-                f"{r['reference']} of this architecture ({r['reference_error']:.4g}): the floor is likely a "
-                "training-budget or data artefact; gains against it are not measurable with this budget",
-            }
+    for _, r in merged[merged["c"] > merged["reference_error"]].iterrows():
+        message = (
+            f"scratch levels off at c = {r['c']:.4g} [{r['c_lo']:.4g}, {r['c_hi']:.4g}], above the {r['reference']} "
+            f"of this architecture ({r['reference_error']:.4g}): the floor is likely a training-budget or data "
+            "artefact; gains against it are not measurable with this budget"
         )
+        flags.append(_flag("scratch floor above the pre-trained model", [r[k] for k in CURVE_KEYS], "", message))
     return flags
 
 
@@ -225,36 +199,17 @@ def _failures(df: pd.DataFrame) -> list[dict]:
         bad = group[group["status"] != "ok"]
         if bad.empty:
             continue
-        counts = bad["status"].value_counts()
-        what = ", ".join(f"{n} {s}" for s, n in counts.items())
-        flags.append(
-            {
-                "check": "failed trials",
-                **dict(zip(CURVE_KEYS, keys, strict=True)),
-                "n_train": _n_list(bad["n_train"]),
-                "message": f"{len(bad)} of {len(group)} trials ({len(bad) / len(group):.0%}) not ok: {what}",
-            }
-        )
-    pre = df[(df["mode"] == "pretrain") & (df["status"] != "ok")]
-    for row in pre.itertuples(index=False):
-        flags.append(
-            {
-                "check": "failed trials",
-                **{k: getattr(row, k) for k in CURVE_KEYS},
-                "n_train": str(row.n_train),
-                "message": f"pre-training is {row.status}: {str(row.error)[:200]}",
-            }
-        )
+        what = ", ".join(f"{n} {s}" for s, n in bad["status"].value_counts().items())
+        message = f"{len(bad)} of {len(group)} trials ({len(bad) / len(group):.0%}) not ok: {what}"
+        flags.append(_flag("failed trials", keys, _n_list(bad["n_train"]), message))
+    for _, row in df[(df["mode"] == "pretrain") & (df["status"] != "ok")].iterrows():
+        message = f"pre-training is {row['status']}: {str(row['error'])[:200]}"
+        flags.append(_flag("failed trials", [row[k] for k in CURVE_KEYS], str(row["n_train"]), message))
     return flags
 
 
 def _fit_warnings(fits: pd.DataFrame) -> list[dict]:
-    flags = []
-    for row in fits.itertuples(index=False):
-        r = row._asdict()
-        if r.get("warning"):
-            flags.append({"check": "fit", **_curve(r), "n_train": "", "message": r["warning"]})
-    return flags
+    return [_flag("fit", [r[k] for k in CURVE_KEYS], "", r["warning"]) for _, r in fits.iterrows() if r.get("warning")]
 
 
 def diagnose(df: pd.DataFrame, points: pd.DataFrame, fits: pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,10 @@ mode) and the points (N values) it concerns, with a sentence a reader can act on
   architecture: the architecture does better than the floor, so the floor is likely a
   budget (or data) artefact, and gains computed against it are censored
   ("not measurable with this budget"), never infinite;
+- ``fine-tuning worse than zero-shot``: a fine-tuned point's test error is above the
+  zero-shot error of the model it started from: training destroyed what pre-training
+  gave (the best checkpoint is chosen among the evaluations after training starts), a
+  sign that the learning rate is too high for fine-tuning;
 - ``failed trials``: the share of a curve's trials that failed, diverged or were stopped;
 - ``fit``: the fit's own warnings (too few points, exponent at the search bound).
 
@@ -43,6 +47,7 @@ CHECKS = (
     "budget probe",
     "learning rate at the grid's edge",
     "scratch floor above the pre-trained model",
+    "fine-tuning worse than zero-shot",
     "failed trials",
     "fit",
 )
@@ -192,6 +197,24 @@ def _scratch_floors(df: pd.DataFrame, fits: pd.DataFrame) -> list[dict]:
     return flags
 
 
+def _worse_than_zero_shot(points: pd.DataFrame) -> list[dict]:
+    zero = points.loc[points["mode"] == "zeroshot", ["family", "shift", "pretrain_family", *SIZE_KEYS, "test_rel_l2"]]
+    tuned = points[points["mode"] == "finetune"].merge(
+        zero.rename(columns={"test_rel_l2": "zero_shot"}), on=["family", "shift", "pretrain_family", *SIZE_KEYS]
+    )
+    worse = tuned[tuned["test_rel_l2"] > tuned["zero_shot"]]
+    flags = []
+    for keys, group in worse.groupby(CURVE_KEYS, dropna=False, sort=True):
+        top = group.loc[(group["test_rel_l2"] / group["zero_shot"]).idxmax()]
+        message = (
+            f"fine-tuned error above the pre-trained model's own zero-shot error ({top['zero_shot']:.4g}) at N = "
+            f"{_n_list(group['n_train'])} (e.g. N = {int(top['n_train'])}: {top['test_rel_l2']:.4g} with lr "
+            f"{top['lr']:g}): fine-tuning made the model worse; try smaller learning rates"
+        )
+        flags.append(_flag("fine-tuning worse than zero-shot", keys, _n_list(group["n_train"]), message))
+    return flags
+
+
 def _failures(df: pd.DataFrame) -> list[dict]:
     down = df[df["mode"].isin((*FITTED_MODES, "zeroshot")) & (df["stage"] != "probe")]
     flags = []
@@ -219,6 +242,7 @@ def diagnose(df: pd.DataFrame, points: pd.DataFrame, fits: pd.DataFrame) -> pd.D
         *_budget_probes(df),
         *_lr_edges(points),
         *_scratch_floors(df, fits),
+        *_worse_than_zero_shot(points),
         *_failures(df),
         *_fit_warnings(fits),
     ]

@@ -115,8 +115,9 @@ def true_gain(case: Case, target: float) -> float:
 
 def run_case(case: Case, replicates: int, rng) -> dict:
     counts = {"b": 0, "c": 0, "gain": 0, "gain_valid": 0, "warned": 0}
-    a_f, b_f, c_f = case.finetune
-    target = saturating(math.sqrt(case.n[0] * case.n[-1]), a_f, max(b_f, 0.0), c_f)  # mid-range fine-tune error
+    a_f, b_f, _ = case.finetune
+    # The scratch error three quarters of the way up the N range (log scale): both curves reach it where they can.
+    target = float(saturating(case.n[0] ** 0.25 * case.n[-1] ** 0.75, *case.scratch))
     gain = true_gain(case, target) if b_f > 0 and a_f > 0 else math.nan
     verdicts: dict[str, int] = {}
     for r in range(replicates):

@@ -69,6 +69,7 @@ def synthetic_table(seeds: int, rng: np.random.Generator) -> pd.DataFrame:
     failed = rng.random(len(df)) < 0.01
     df.loc[failed, ["status", "error"]] = ("failed", "RuntimeError: CUDA out of memory")
     df.loc[failed, ["test_rel_l2", "val_rel_l2"]] = np.nan
+    df["layers"] = 4
     df["n_params"] = 16 * df["width"] ** 2 * df["modes"] ** 2
     df["key"] = [f"k{i}" for i in range(len(df))]
     df["stage"], df["sweep"], df["wall_s"] = "downstream", "synthetic", rng.uniform(5, 500, len(df))

@@ -102,6 +102,18 @@ def test_a_scratch_floor_above_the_pretrained_model_censors_the_gain():
             assert "c = 0.05" in floor["message"].item() and "0.02" in floor["message"].item()
 
 
+def test_fine_tuning_that_ends_above_the_zero_shot_error_is_flagged():
+    df = results_table(
+        {("finetune", 8): (0.5, 0.5, 0.0), ("zeroshot", 8): (0.0, 0.5, 0.2), ("scratch", 8): (1.0, 0.5, 0.0)},
+        n_values=N_SMALL,
+    )
+    assert not (_flags(df)["check"] == "fine-tuning worse than zero-shot").any()  # 0.5 N^-0.5 < 0.2 at every N
+    flags = _flags(df.assign(test_rel_l2=np.where(df["mode"] == "zeroshot", 0.05, df["test_rel_l2"])))
+    worse = flags[flags["check"] == "fine-tuning worse than zero-shot"]
+    assert len(worse) == 1 and worse["n_train"].item() == "8, 16, 32, 64"  # 0.5 / sqrt(64) = 0.0625 > 0.05
+    assert "try smaller learning rates" in worse["message"].item()
+
+
 def test_the_share_of_failed_trials_is_reported_per_curve():
     df = results_table({("scratch", 8): (1.0, 0.5, 0.01)}, n_values=N_SMALL)
     assert not (_flags(df)["check"] == "failed trials").any()

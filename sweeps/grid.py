@@ -135,13 +135,23 @@ class Preset:
             raise ValueError(f"preset {name_or_path!r} not found; named presets: {', '.join(names)}")
         data = load_toml(path)
         data.setdefault("name", path.stem)
-        for key, value in (overrides or {}).items():
+        overrides = dict(overrides or {})
+        for key, value in overrides.items():
             target = data
             *parents, leaf = key.split(".")
             for parent in parents:
                 target = target.setdefault(parent, {})
+            if leaf in BUDGET_FIELDS:  # an override's budget replaces the preset's, steps or epochs
+                for other in BUDGET_FIELDS[leaf]:
+                    if ".".join([*parents, other]) not in overrides:
+                        target.pop(other, None)
             target[leaf] = value
         return cls.from_dict(data)
+
+
+# A stage's budget is steps or epochs: overriding one drops the preset's other (and the
+# step bounds that only an epoch budget takes), unless the override names them too.
+BUDGET_FIELDS = {"steps": ("epochs", "min_steps", "max_steps"), "epochs": ("steps",)}
 
 
 def _subset(values: tuple, allowed: tuple, name: str) -> None:

@@ -89,3 +89,12 @@ def test_budget_probes_double_the_largest_n_scratch_trials():
     assert (doubled.epochs, doubled.min_steps, doubled.max_steps) == (60, 20, 1000)
     with pytest.raises(ValueError, match="budget_probe must be true or false"):
         Preset.from_dict({**FIXED_STEP_PRESET, "budget_probe": "yes"})
+
+
+def test_an_override_budget_replaces_the_presets_other_budget():
+    steps = Preset.load("cpu", {"downstream.steps": 10})  # cpu.toml's downstream budget is in epochs
+    assert (steps.downstream.steps, steps.downstream.epochs) == (10, None)
+    epochs = Preset.load("cpu", {"pretrain.epochs": 3})
+    assert (epochs.pretrain.steps, epochs.pretrain.epochs) == (None, 3)
+    with pytest.raises(ValueError, match="exactly one of steps and epochs"):
+        Preset.load("cpu", {"downstream.steps": 10, "downstream.epochs": 3})

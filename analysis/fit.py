@@ -51,6 +51,8 @@ B_MAX = 3.0  # largest exponent searched; a fit that ends there has not converge
 B_LOW = 0.02  # an exponent below this: no decay resolved
 FEW_POINTS = 5  # at this many points or fewer, a, b, c are weakly determined (warned)
 NOISY = 0.1  # RMS log residual above which the intervals under-cover (benchmarks/bench_fit.py: ~85% at 0.15)
+CORRELATED = 0.3  # lag-1 autocorrelation of the residuals along N above which they are not independent
+TIED = 0.5  # share of points whose best two rates are within seed noise: the rate choice is a coin toss
 GAUSS_NEWTON_STEPS = 4  # from the relative-residual start to the log-scale fit, per b
 CONFIDENCE = 0.95
 SEED_NOTE = "seeds resampled"  # the start of the note that the two-stage bootstrap was used
@@ -345,6 +347,18 @@ def fit_curve(
         warnings.append("c's interval reaches 0: the floor is not resolved, and b's interval under-covers here")
     if rms > NOISY:
         warnings.append(f"noisy curve (RMS log residual {rms:.2f} > {NOISY}): the intervals under-cover")
+    lag1 = _lag1_autocorrelation(log_res)
+    if m >= 6 and lag1 > CORRELATED:
+        warnings.append(
+            f"residuals correlated along N (lag-1 autocorrelation {lag1:.2f} > {CORRELATED}): the bootstrap treats "
+            "points as independent, so the intervals under-cover"
+        )
+    tied = _tied_share(selection)
+    if tied > TIED:
+        warnings.append(
+            f"at {tied:.0%} of the points the two best learning rates are within seed noise: the intervals "
+            "under-cover (the choice is re-made in every replicate, but not enough)"
+        )
     log_y = np.log(y)
     total = ((log_y - log_y.mean()) ** 2).sum()
     extrapolation = math.nan
@@ -379,6 +393,30 @@ def fit_curve(
         "notes": "; ".join(notes),
         "boot": np.stack([boot_a, boot_b, boot_c], axis=1),  # (n_boot, 3): a, b, c replicates
     }
+
+
+def _lag1_autocorrelation(residuals: np.ndarray) -> float:
+    """Lag-1 autocorrelation of residuals ordered by N (0 for fewer than 3 or no spread)."""
+    r = residuals - residuals.mean()
+    denominator = float((r * r).sum())
+    return float((r[1:] * r[:-1]).sum() / denominator) if r.size >= 3 and denominator > 0 else 0.0
+
+
+def _tied_share(selection: Sequence[dict | None] | None) -> float:
+    """Share of points (with several rates and seeds) whose best two rates' mean validation
+    errors differ by less than the standard error of that difference over seeds."""
+    tied = counted = 0
+    for table in selection or ():
+        if table is None or len(table["lrs"]) < 2:
+            continue
+        val = np.asarray(table["val"], dtype=float)
+        means = val.mean(axis=1)
+        best, second = np.argsort(means)[:2]
+        difference = val[second] - val[best]  # seeds aligned: paired
+        se = difference.std(ddof=1) / math.sqrt(difference.size)
+        counted += 1
+        tied += bool(difference.mean() < se)
+    return tied / counted if counted else 0.0
 
 
 def cell_seed(keys: dict, seed: int = 0) -> int:

@@ -89,3 +89,19 @@ def test_a_rate_that_lost_seeds_is_not_judged_on_its_survivors():
     point = select_points(pd.DataFrame(rows)).iloc[0]
     assert point["lr"] == 1e-3 and point["n_lrs_excluded"] == 1  # was 1e-2, on one seed
     assert point["selection"]["lrs"] == (1e-3,)
+
+
+def test_residuals_correlated_along_n_and_tied_rates_are_warned():
+    # A smooth bump on a power law: neighbouring residuals share their sign.
+    bump = np.exp(0.15 * np.sin(np.linspace(0.0, math.pi, N_VALUES.size)))
+    fit = fit_curve(N_VALUES, saturating(N_VALUES, 1.0, 0.5, 0.01) * bump)
+    assert "correlated along N" in fit["warning"]
+    alternating = np.exp(0.05 * (-1.0) ** np.arange(N_VALUES.size))
+    assert "correlated" not in fit_curve(N_VALUES, saturating(N_VALUES, 1.0, 0.5, 0.01) * alternating)["warning"]
+    n = np.array([8, 16, 32, 64, 128, 256])
+    err = saturating(n, 1.0, 0.5, 0.01)
+    tied = [{"lrs": (1e-3, 3e-3), "val": [[e, e * 1.1, e * 0.9], [e * 1.01, e * 0.9, e * 1.1]], "test": [[e] * 3] * 2}
+            for e in err]  # fmt: skip
+    assert "within seed noise" in fit_curve(n, err, selection=tied)["warning"]
+    apart = [{"lrs": (1e-3, 3e-3), "val": [[e] * 3, [2 * e, 2.1 * e, 1.9 * e]], "test": [[e] * 3] * 2} for e in err]
+    assert "within seed noise" not in fit_curve(n, err, selection=apart)["warning"]

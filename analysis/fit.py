@@ -348,7 +348,7 @@ def fit_curve(
     if rms > NOISY:
         warnings.append(f"noisy curve (RMS log residual {rms:.2f} > {NOISY}): the intervals under-cover")
     lag1 = _lag1_autocorrelation(log_res)
-    if m >= 6 and lag1 > CORRELATED:
+    if m >= 6 and rms > 1e-4 and lag1 > CORRELATED:  # below 1e-4 the residuals are the solver's round-off
         warnings.append(
             f"residuals correlated along N (lag-1 autocorrelation {lag1:.2f} > {CORRELATED}): the bootstrap treats "
             "points as independent, so the intervals under-cover"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.points import SIZE_KEYS
+from analysis.points import SHIFT_ORDER, SIZE_KEYS, ordered_shifts
 
 # Student t 97.5% quantiles for 1..30 degrees of freedom (beyond: the normal's 1.96).
 T975 = (
@@ -60,7 +60,6 @@ T975 = (
     2.042,
 )
 ORDERS = 10.0  # "orders of magnitude fewer examples": at least this gain
-SHIFT_ORDER = ("none", "moderate", "large")
 SUPPORTS, CONTRADICTS, UNDECIDED = "supports", "contradicts", "not decided by this sweep"
 
 
@@ -93,11 +92,6 @@ def _disjoint(lo1, hi1, lo2, hi2) -> bool | None:
 
 def _fmt(mean: float, lo: float, hi: float) -> str:
     return f"{mean:.3g}" if math.isnan(lo) else f"{mean:.3g} [{lo:.3g}, {hi:.3g}]"
-
-
-def _shifts(values) -> list[str]:
-    values = set(values)
-    return [s for s in SHIFT_ORDER if s in values] + sorted(values - set(SHIFT_ORDER))
 
 
 def _size(row) -> str:
@@ -246,7 +240,7 @@ def zero_shot_by_shift(points: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (family, source, *size), here in zero.groupby(["family", "pretrain_family", *SIZE_KEYS], sort=True):
         row = {"family": family, "pretrain_family": source, **dict(zip(SIZE_KEYS, size, strict=True))}
-        for shift in _shifts(here["shift"]):
+        for shift in ordered_shifts(here["shift"]):
             row[f"zeroshot_{shift}"] = float(here.loc[here["shift"] == shift, "test_rel_l2"].iloc[0])
             mask = (ft["family"] == family) & (ft["pretrain_family"] == source) & (ft["shift"] == shift)
             for k, v in zip(SIZE_KEYS, size, strict=True):
@@ -306,7 +300,7 @@ def _claim1(gain_rows: pd.DataFrame) -> dict:
     if gain_rows.empty:
         return {"claim": 1, "statement": statement, "verdict": UNDECIDED, "evidence": "no gains"}
     parts, verdicts = [], []
-    for shift in _shifts(gain_rows["shift"]):
+    for shift in ordered_shifts(gain_rows["shift"]):
         here = gain_rows[gain_rows["shift"] == shift]
         votes = here["at_least_10x"].tolist()
         verdicts.append(_combine(votes))
@@ -316,7 +310,7 @@ def _claim1(gain_rows: pd.DataFrame) -> dict:
         )
     verdict = _combine(verdicts)
     if verdict == UNDECIDED and SUPPORTS in verdicts:
-        shifts = _shifts(gain_rows["shift"])
+        shifts = ordered_shifts(gain_rows["shift"])
         where = ", ".join(s for s, v in zip(shifts, verdicts, strict=True) if v == SUPPORTS)
         verdict = f"{UNDECIDED} (supported at shifts {where})"
     return {"claim": 1, "statement": statement, "verdict": verdict, "evidence": " | ".join(parts)}

@@ -43,6 +43,13 @@ FITTED_MODES = ("scratch", "finetune")
 SIZE_KEYS = ["width", "modes", "layers"]
 CURVE_KEYS = ["family", "shift", "pretrain_family", *SIZE_KEYS, "mode"]
 POINT_KEYS = [*CURVE_KEYS, "n_train"]
+SHIFT_ORDER = ("none", "moderate", "large")
+
+
+def ordered_shifts(values) -> list[str]:
+    """The distinct shifts among ``values``: none, moderate, large first, then others by name."""
+    values = set(values)
+    return [s for s in SHIFT_ORDER if s in values] + sorted(values - set(SHIFT_ORDER))
 
 
 def check_columns(df: pd.DataFrame, required: Sequence[str] = REQUIRED_COLUMNS) -> None:

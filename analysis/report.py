@@ -37,10 +37,17 @@ from analysis.diagnostics import CHECKS, diagnose, floor_artefacts, probe_table
 from analysis.findings import Findings, build_findings
 from analysis.fit import add_fit_arguments, fit_curves, saturating
 from analysis.gains import GAIN_VERDICTS, data_efficiency_gain
-from analysis.points import CURVE_KEYS, REQUIRED_COLUMNS, SIZE_KEYS, check_columns, read_table, select_points
+from analysis.points import (
+    CURVE_KEYS,
+    REQUIRED_COLUMNS,
+    SIZE_KEYS,
+    check_columns,
+    ordered_shifts,
+    read_table,
+    select_points,
+)
 
 HEALTH_COLUMNS = ("key", "stage", "mode", "status", "error", "wall_s")
-SHIFT_ORDER = ("none", "moderate", "large")
 MODE_COLOURS = {"scratch": "#d62728", "finetune": "#1f77b4", "zeroshot": "#7f7f7f"}
 MIXTURE_COLOUR = "#2ca02c"
 ERROR_AXIS = "test relative L2 error"
@@ -72,11 +79,6 @@ def _count(n: float) -> str:
         if n >= scale:
             return f"{n / scale:.3g}{unit}"
     return f"{n:g}"
-
-
-def _shifts(values) -> list[str]:
-    known = [s for s in SHIFT_ORDER if s in set(values)]
-    return known + sorted(set(values) - set(SHIFT_ORDER))
 
 
 def _sizes(df: pd.DataFrame) -> list[tuple[int, int, int, int]]:
@@ -198,7 +200,7 @@ def _pretrain_sets(points, family) -> list[str]:
 def _figures_error_vs_n(report: Report) -> None:
     points, fits = report.points, report.fits
     for family in sorted(points["family"].unique()):
-        shifts = _shifts(points.loc[points["family"] == family, "shift"])
+        shifts = ordered_shifts(points.loc[points["family"] == family, "shift"])
         shift = shifts[0]
         sizes = _sizes(points[points["family"] == family])
         sources = _pretrain_sets(points, family)
@@ -217,11 +219,11 @@ def _figures_error_vs_n(report: Report) -> None:
         )
 
 
-def _figures_shifts(report: Report) -> None:
+def _figuresordered_shifts(report: Report) -> None:
     points, fits = report.points, report.fits
     for family in sorted(points["family"].unique()):
         here = points[points["family"] == family]
-        shifts = _shifts(here["shift"])
+        shifts = ordered_shifts(here["shift"])
         size = _sizes(here)[-1]
         sources = _pretrain_sets(points, family)
         panels = [_curve_traces(points, fits, family, s, size, sources, i == 0) for i, s in enumerate(shifts)]
@@ -340,7 +342,7 @@ def _figure_mixture(report: Report) -> None:
     for family in families:
         here = points[points["family"] == family]
         size = _sizes(here)[-1]
-        shifts = _shifts(here["shift"])
+        shifts = ordered_shifts(here["shift"])
         panels = [
             _curve_traces(points, fits, family, s, size, [family, "mixture"], i == 0) for i, s in enumerate(shifts)
         ]
@@ -407,7 +409,7 @@ def build_report(df: pd.DataFrame, target_error: float | None = None, n_boot: in
         report.notes.append(f"data-efficiency gain at the target error {target_error:g}")
     if not points.empty:
         _figures_error_vs_n(report)
-        _figures_shifts(report)
+        _figuresordered_shifts(report)
         _figure_size_trend(report)
         _figure_mixture(report)
     else:

@@ -373,7 +373,7 @@ def run_trial(
             model = FNO2d(len(train.channel_names), 1, config.width, config.modes, config.layers)
     model = model.to(device)
     autocast = config.bf16 and device.type == "cuda"
-    batch_size = min(config.batch_size, config.n_train)
+    batch_size = config.batch
     common = {
         "mode": config.mode,
         "batch_size": batch_size,

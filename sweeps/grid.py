@@ -119,8 +119,7 @@ class Preset:
             if stage in data:
                 sub = data[stage]
                 check_known_fields(StageSettings, sub, f"[{stage}]")
-                if "epochs" in sub and "steps" not in sub:  # an epoch budget replaces the default steps
-                    sub = {**sub, "steps": None}
+                sub = {**_budget_replaced(sub, set(sub)), **sub}  # an epoch budget replaces the default steps
                 data[stage] = dataclasses.replace(cls.__dataclass_fields__[stage].default, **sub)
         return cls(**data)
 
@@ -141,10 +140,9 @@ class Preset:
             *parents, leaf = key.split(".")
             for parent in parents:
                 target = target.setdefault(parent, {})
-            if leaf in BUDGET_FIELDS:  # an override's budget replaces the preset's, steps or epochs
-                for other in BUDGET_FIELDS[leaf]:
-                    if ".".join([*parents, other]) not in overrides:
-                        target.pop(other, None)
+            given = {k.rpartition(".")[2] for k in overrides if k.rpartition(".")[0] == ".".join(parents)}
+            for other in _budget_replaced({leaf: value}, given):  # an override's budget replaces the preset's
+                target.pop(other, None)
             target[leaf] = value
         return cls.from_dict(data)
 
@@ -152,6 +150,13 @@ class Preset:
 # A stage's budget is steps or epochs: overriding one drops the preset's other (and the
 # step bounds that only an epoch budget takes), unless the override names them too.
 BUDGET_FIELDS = {"steps": ("epochs", "min_steps", "max_steps"), "epochs": ("steps",)}
+
+
+def _budget_replaced(given: Mapping[str, Any], named: set[str]) -> dict[str, None]:
+    """The budget fields that the budget fields in ``given`` replace, except those ``named`` too."""
+    return {
+        other: None for leaf in given if leaf in BUDGET_FIELDS for other in BUDGET_FIELDS[leaf] if other not in named
+    }
 
 
 def _subset(values: tuple, allowed: tuple, name: str) -> None:

@@ -68,7 +68,7 @@ def result_row(trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, e
         "weight_decay": c.weight_decay,
         "epochs": 0.0,
         "steps": 0,
-        "batch_size": min(c.batch_size, c.n_train),
+        "batch_size": c.batch,
         "seed": c.seed,
         "pretrained_key": trial.pretrained_key,
         "pretrain_family": trial.pretrain_family,

@@ -23,7 +23,12 @@ mode) and the points (N values) it concerns, with a sentence a reader can act on
   gave (the best checkpoint is chosen among the evaluations after training starts), a
   sign that the learning rate is too high for fine-tuning;
 - ``failed trials``: the share of a curve's trials that failed, diverged or were stopped;
-- ``fit``: the fit's own warnings (too few points, exponent at the search bound).
+- ``fit``: the fit's own warnings (too few points, exponent at the search bound);
+- ``one data seed``: the sweep drew one data set (one ``data_seed``), so every point of
+  a curve trained on nested subsets of one training set and was tested on one test
+  set: their noise is shared along N, which one curve's residuals cannot show, and the
+  intervals are narrower than they should be. Several data seeds make the bootstrap
+  resample whole curves (``analysis.fit``). One flag for the sweep.
 
 ``diagnose(df, points, fits)`` returns one row per flag; ``floor_artefacts(flags)`` the
 curves whose scratch floor is suspect, for ``analysis.fit.data_efficiency_gain``.
@@ -50,6 +55,7 @@ CHECKS = (
     "fine-tuning worse than zero-shot",
     "failed trials",
     "fit",
+    "one data seed",
 )
 
 
@@ -235,6 +241,18 @@ def _fit_warnings(fits: pd.DataFrame) -> list[dict]:
     return [_flag("fit", [r[k] for k in CURVE_KEYS], "", r["warning"]) for _, r in fits.iterrows() if r.get("warning")]
 
 
+def _one_data_seed(df: pd.DataFrame, fits: pd.DataFrame) -> list[dict]:
+    data_seeds = df["data_seed"].nunique() if "data_seed" in df else 1
+    if data_seeds > 1 or fits.empty or not np.isfinite(fits["b"].astype(float)).any():
+        return []
+    message = (
+        "one data seed: the points of a curve share their training and test data, so their noise is "
+        "correlated along N and the fits' intervals under-cover; run data_seeds = [0, 1, 2, 3, 4] (or more) "
+        "to have whole curves resampled"
+    )
+    return [_flag("one data seed", [""] * len(CURVE_KEYS), "", message)]
+
+
 def diagnose(df: pd.DataFrame, points: pd.DataFrame, fits: pd.DataFrame) -> pd.DataFrame:
     """Every flag of a sweep (FLAG_COLUMNS), in the order of CHECKS."""
     flags = [
@@ -245,6 +263,7 @@ def diagnose(df: pd.DataFrame, points: pd.DataFrame, fits: pd.DataFrame) -> pd.D
         *_worse_than_zero_shot(points),
         *_failures(df),
         *_fit_warnings(fits),
+        *_one_data_seed(df, fits),
     ]
     return pd.DataFrame(flags, columns=FLAG_COLUMNS)
 

@@ -12,16 +12,21 @@ Conventions
   search, all bootstrap replicates at once (vectorised: no per-replicate optimiser
   calls). Pure power law a N^(-b): linear least squares on log y.
 - Replicates (``_replicates``) are a wild bootstrap of the log residuals (Rademacher
-  signs, so points with larger noise keep it; residuals inflated by sqrt(m / (m - p)))
+  signs, so points with larger noise keep it; residuals divided by 1 - leverage)
   and, where a point has several seeds, a second stage that resamples its seeds and
   chooses the learning rate again from the resampled validation errors (the selection
   happens inside every replicate), the residual stage shrunk so that the total variance
-  stays the residuals'. Replicates of the scratch and fine-tune curves of one cell
-  (family, shift, architecture) use the same random draws: their gain's replicates are
-  paired.
+  stays the residuals'. With several data seeds the second stage resamples whole
+  curves: one set of Dirichlet weights over the data seeds for every N of a curve, so
+  noise that a data seed shares along N (nested training sets, one test set) is in the
+  replicates; its spread is widened by t(k - 1) / z for the k curves it comes from.
+  Replicates of the scratch and fine-tune curves of one cell (family, shift,
+  architecture) use the same random draws: their gain's replicates are paired.
 - Intervals: 95% bootstrap-t, each replicate studentized by its delta-method standard
-  error, except at a bound: a parameter fitted at 0 gets the one-sided [0, q95] of its
-  replicates; where a = 0 the curve is flat and b is undefined (NaN, with a warning).
+  error (percentile intervals where whole curves are resampled: the residuals of one
+  curve cannot see noise shared along N), except at a bound: a parameter fitted at 0
+  gets the one-sided [0, q95] of its replicates; where a = 0 the curve is flat and b is
+  undefined (NaN, with a warning).
   b's upper end is capped at the searched range B_MAX (flagged). Replicates dropped
   (non-finite studentized values) and any fall-back to percentile intervals are
   counted in ``warning``.
@@ -162,15 +167,20 @@ def saturating(n: np.ndarray | float, a: float, b: float, c: float) -> np.ndarra
 
 
 def _selection_stage(selection: Sequence[dict | None] | None, y: np.ndarray, n_boot: int, rng) -> np.ndarray:
-    """(n_boot, m) log deviations of each point's value when its seeds are resampled and
-    its learning rate is chosen again (by the resampled mean validation error).
+    """(n_boot, m) log deviations of each point's value when its replicates (seeds, or
+    data seeds) are resampled and its learning rate is chosen again (by the resampled
+    mean validation error).
 
-    selection[i]: {"lrs", "val", "test"}, (rates, seeds) arrays with seeds aligned, or
-    None (one seed: deviation 0). The deviation is inflated by sqrt(k / (k - 1)) (k
-    seeds): resampling k values under-states the variance of their mean by (k - 1) / k.
-    The loop runs over the curve's N values (a dozen), not over samples.
+    selection[i]: {"lrs", "val", "test", "labels"}, "val" and "test" (rates, units)
+    arrays with units aligned, or None (one unit: deviation 0). Points that hold the
+    same units draw the same ones in a replicate: whole curves are resampled, so noise
+    that a data seed shares along N (nested training sets, one test set) stays in the
+    replicates. The deviation is inflated by sqrt(k / (k - 1)) (k units): resampling k
+    values under-states the variance of their mean by (k - 1) / k. The loop runs over
+    the curve's N values (a dozen), not over samples.
     """
     deviations = np.zeros((n_boot, len(y)))
+    shared_draws: dict[tuple, np.ndarray] = {}  # units -> (n_boot, k) indices, one draw per unit set
     for i, table in enumerate(selection or ()):
         if table is None:
             continue
@@ -178,13 +188,32 @@ def _selection_stage(selection: Sequence[dict | None] | None, y: np.ndarray, n_b
         k = val.shape[1]
         if k < 2 or not np.all(test > 0):
             continue
-        draws = rng.integers(0, k, size=(n_boot, k))
-        val_means = val[:, draws].mean(axis=-1)  # (rates, n_boot)
-        test_means = test[:, draws].mean(axis=-1)
+        if table.get("unit") == "data seed":  # whole curves: the same Dirichlet weights at every N
+            labels = tuple(table["labels"])
+            weights = shared_draws.setdefault(labels, rng.dirichlet(np.ones(k), size=n_boot))  # (n_boot, k)
+            inflation = math.sqrt((k + 1) / (k - 1)) * _few_units_factor(k)
+        else:  # training seeds, independent along N: a plain resample per point
+            draws = rng.integers(0, k, size=(n_boot, k))
+            weights = (draws[:, :, None] == np.arange(k)).mean(axis=1)  # (n_boot, k) resampling counts / k
+            inflation = math.sqrt(k / (k - 1))
+        val_means = val @ weights.T  # (rates, n_boot)
+        test_means = test @ weights.T
         chosen = val_means.argmin(axis=0)  # ties: the first (smallest) rate, as select_points
         value = np.take_along_axis(test_means, chosen[None, :], axis=0)[0]
-        deviations[:, i] = np.log(value / y[i]) * math.sqrt(k / (k - 1))
+        deviations[:, i] = np.log(value / y[i]) * inflation
     return deviations
+
+
+# Two-sided 97.5% quantiles of Student's t with 1 .. 30 degrees of freedom.
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131)
+T975 += (2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+Z975 = 1.959964
+
+
+def _few_units_factor(k: int) -> float:
+    """t(k - 1) / z at 97.5%: widens a spread estimated from k whole curves for the
+    uncertainty of that estimate (k - 1 degrees of freedom), as a t interval does."""
+    return T975[k - 2] / Z975 if k - 1 <= len(T975) else 1.0
 
 
 def _leverage(jac: np.ndarray) -> np.ndarray:
@@ -212,7 +241,9 @@ def _replicates(fitted, y, selection, leverage: np.ndarray, n_boot: int, rng) ->
     note, shrink = "", 1.0
     if v_seed > 0:
         shrink = math.sqrt(max(1.0 - v_seed / v_total, 0.0)) if v_total > 0 else 0.0
-        note = f"{SEED_NOTE} within points, rate chosen in each replicate (seed share {min(v_seed / v_total, 1):.0%})"
+        unit = next((t.get("unit", "seed") for t in selection if t is not None), "seed")
+        share = min(v_seed / v_total, 1) if v_total > 0 else 1.0
+        note = f"{SEED_NOTE} ({unit}s, whole curves), rate chosen in each replicate (seed share {share:.0%})"
     return fitted[None, :] * np.exp(shrink * residuals[None, :] * signs + deviations), note
 
 
@@ -247,13 +278,23 @@ def _interval(samples: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _parameter_interval(name: str, estimate: float, se: float, boot, boot_se, notes: list[str]) -> tuple[float, float]:
-    """The 95% interval of one parameter (>= 0); see the module docstring. Appends to notes."""
+def _parameter_interval(
+    name: str, estimate: float, se: float, boot, boot_se, notes: list[str], studentize: bool = True
+) -> tuple[float, float]:
+    """The 95% interval of one parameter (>= 0); see the module docstring. Appends to notes.
+
+    studentize=False: the percentile interval of the replicates, for whole-curve
+    replicates, whose spread carries the noise shared along N that the delta-method
+    standard error (from the residuals of one curve) cannot see.
+    """
     if estimate <= 0.0:  # at the bound: one-sided, from the replicates
         finite = boot[np.isfinite(boot)]
         upper = float(np.quantile(finite, CONFIDENCE)) if finite.size else math.nan
         notes.append(f"{name} = 0 at its bound: one-sided interval [0, {upper:.3g}]")
         return 0.0, upper
+    if not studentize:
+        lo, hi = _interval(boot)
+        return max(lo, 0.0), hi
     if not se > 0:  # an exact fit: no spread to scale
         return float(estimate), float(estimate)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -321,12 +362,16 @@ def fit_curve(
     boot_se = _standard_errors(n, boot_a, boot_b, boot_c, boot_sse)  # (n_boot, 3)
     notes: list[str] = [seed_note] if seed_note else []
     warnings: list[str] = []
+    whole_curves = any(t is not None and t.get("unit") == "data seed" for t in selection or ())
+    if whole_curves:
+        k = max(len(t["labels"]) for t in selection if t is not None)
+        notes.append(f"percentile intervals from whole curves ({k} data seeds, widened by t({k - 1}) / z)")
     if m <= 3:  # three points fit three parameters exactly: no residuals, no interval
         (a_lo, a_hi), (b_lo, b_hi), (c_lo, c_hi) = ((math.nan, math.nan),) * 3
     else:
-        a_lo, a_hi = _parameter_interval("a", a, se[0], boot_a, boot_se[:, 0], notes)
-        b_lo, b_hi = _parameter_interval("b", b, se[1], boot_b, boot_se[:, 1], notes)
-        c_lo, c_hi = _parameter_interval("c", c, se[2], boot_c, boot_se[:, 2], notes)
+        a_lo, a_hi = _parameter_interval("a", a, se[0], boot_a, boot_se[:, 0], notes, not whole_curves)
+        b_lo, b_hi = _parameter_interval("b", b, se[1], boot_b, boot_se[:, 1], notes, not whole_curves)
+        c_lo, c_hi = _parameter_interval("c", c, se[2], boot_c, boot_se[:, 2], notes, not whole_curves)
     if a <= 0.0:
         warnings.append("a = 0: the fitted curve is flat, b is undefined")
         b, b_lo, b_hi = math.nan, math.nan, math.nan
@@ -348,7 +393,8 @@ def fit_curve(
     if rms > NOISY:
         warnings.append(f"noisy curve (RMS log residual {rms:.2f} > {NOISY}): the intervals under-cover")
     lag1 = _lag1_autocorrelation(log_res)
-    if m >= 6 and rms > 1e-4 and lag1 > CORRELATED:  # below 1e-4 the residuals are the solver's round-off
+    # Below an RMS of 1e-4 the residuals are the solver's round-off; whole curves carry the correlation.
+    if m >= 6 and rms > 1e-4 and lag1 > CORRELATED and not whole_curves:
         warnings.append(
             f"residuals correlated along N (lag-1 autocorrelation {lag1:.2f} > {CORRELATED}): the bootstrap treats "
             "points as independent, so the intervals under-cover"

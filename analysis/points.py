@@ -93,6 +93,8 @@ def select_points(df: pd.DataFrame) -> pd.DataFrame:
     rows = df[df["mode"].isin(DOWNSTREAM_MODES)]
     if "stage" in rows:
         rows = rows[rows["stage"] != "probe"]
+    rows = rows.assign(data_seed=rows.get("data_seed", 0))  # tables from before data seeds: 0
+    rows = rows.assign(replicate=list(zip(rows["data_seed"], rows["seed"], strict=True)))
     grid = (
         rows.groupby(POINT_KEYS, dropna=False, sort=False)
         .agg(lr_min=("lr", "min"), lr_max=("lr", "max"), n_lrs=("lr", "nunique"))
@@ -115,7 +117,7 @@ def select_points(df: pd.DataFrame) -> pd.DataFrame:
             val_rel_l2=("val_rel_l2", "mean"),
             test_rel_l2=("test_rel_l2", "mean"),
             test_std=("test_rel_l2", "std"),
-            n_seeds=("seed", "nunique"),
+            n_seeds=("replicate", "nunique"),
             seed_errors=("test_rel_l2", tuple),
         )
         .reset_index()
@@ -141,15 +143,24 @@ def select_points(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _selection_tables(ok: pd.DataFrame, eligible: pd.DataFrame, points: pd.DataFrame) -> list:
-    """Per point: {lrs, val, test} over the eligible rates and the seeds every one of them has."""
+    """Per point: {lrs, val, test, unit, labels} over the eligible rates and the
+    replicates every one of them has.
+
+    The replicate unit is the data seed where the table has several (each a whole
+    curve: its own training, validation and test sets, seeds averaged within it), else
+    the training seed. ``labels`` names the columns, so that the bootstrap can draw the
+    same units at every N of a curve.
+    """
     trained = ok[ok["mode"].isin(FITTED_MODES)].merge(eligible, on=[*POINT_KEYS, "lr"], how="inner")
     if trained.empty:
         return [None] * len(points)
-    # One pivot for the whole table: rows (point, lr), columns seeds; then a slice per point.
+    unit = "data_seed" if trained["data_seed"].nunique() > 1 else "seed"
+    # One pivot for the whole table: rows (point, lr), columns units; then a slice per point.
     wide = trained.pivot_table(
-        index=[*POINT_KEYS, "lr"], columns="seed", values=["val_rel_l2", "test_rel_l2"], aggfunc="mean", dropna=False
+        index=[*POINT_KEYS, "lr"], columns=unit, values=["val_rel_l2", "test_rel_l2"], aggfunc="mean", dropna=False
     )
     val_all, test_all = wide["val_rel_l2"].to_numpy(float), wide["test_rel_l2"].to_numpy(float)
+    labels_all = np.asarray(wide["val_rel_l2"].columns)
     index = wide.index.to_frame(index=False)
     tables: dict[tuple, dict] = {}
     for keys, rows in index.groupby(POINT_KEYS, dropna=False, sort=False).indices.items():  # one entry per point
@@ -162,5 +173,7 @@ def _selection_tables(ok: pd.DataFrame, eligible: pd.DataFrame, points: pd.DataF
             "lrs": lrs,
             "val": val[:, shared],
             "test": test[:, shared],
+            "unit": unit.replace("_", " "),
+            "labels": tuple(int(v) for v in labels_all[shared]),
         }
     return [tables.get(tuple(row)) for row in points[POINT_KEYS].itertuples(index=False)]

@@ -42,6 +42,7 @@ class Case:
     noise: tuple[float, float] = (0.05, 0.05)  # point noise sd at the smallest and the largest N
     rho: float = 0.0  # AR(1) correlation of the point noise along N
     seeds: int = 1
+    data_seeds: int = 1  # each its own point noise (its own nested training sets and test set)
     seed_noise: float = 0.0  # per-seed sd, on top of the point noise
     lrs: int = 1  # rates per point; all equally good on average (near-tied)
 
@@ -57,6 +58,10 @@ CASES = (
     Case("5 points", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005), n=(4.0, 8.0, 16.0, 32.0, 64.0)),
     Case("heteroscedastic", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005), noise=(0.20, 0.03)),
     Case("correlated", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005), noise=(0.1, 0.1), rho=0.6),
+    Case("correlated, 3 data seeds", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005), noise=(0.1, 0.1), rho=0.6, data_seeds=3),
+    Case("correlated, 5 data seeds", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005), noise=(0.1, 0.1), rho=0.6, data_seeds=5),
+    Case("correlated, 10 data seeds", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005), noise=(0.1, 0.1), rho=0.6, data_seeds=10),
+    Case("independent, 5 data seeds", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005), noise=(0.1, 0.1), data_seeds=5),
     Case("3 seeds", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005), noise=(0.03, 0.03), seeds=3, seed_noise=0.1),
     Case("tied rates", (1.0, 0.5, 0.01), (0.2, 0.5, 0.005), noise=(0.03, 0.03), seeds=3, seed_noise=0.1, lrs=5),
 )
@@ -75,37 +80,40 @@ def _noise(case: Case, rng) -> np.ndarray:
 
 
 def synthetic_sweep(case: Case, rng) -> pd.DataFrame:
-    """A results table of one cell: scratch and fine-tune curves of the case, with the same
-    point noise (one test set, nested training sets), rates and seeds."""
+    """A results table of one cell: scratch and fine-tune curves of the case. Each data
+    seed has its own point noise, which both curves share (one test set, nested training
+    sets); rates and training seeds add their own."""
     rows = []
-    shared = _noise(case, rng)
     n_values = np.asarray(case.n)
-    for mode, (a, b, c) in (("scratch", case.scratch), ("finetune", case.finetune)):
-        truth = saturating(n_values, a, b, c) * np.exp(shared)
-        for i, n in enumerate(n_values):
-            for lr in range(case.lrs):
-                for seed in range(case.seeds):
-                    err = truth[i] * math.exp(case.seed_noise * rng.normal())
-                    val = err * math.exp(0.02 * rng.normal())  # validation tracks test, nearly
-                    rows.append(
-                        {
-                            "family": "poisson",
-                            "shift": "none",
-                            "pretrain_family": "poisson" if mode == "finetune" else "",
-                            "mode": mode,
-                            "width": 8,
-                            "modes": 4,
-                            "layers": 4,
-                            "n_params": 1000,
-                            "n_train": int(n),
-                            "lr": 10.0 ** -(3 + lr),
-                            "seed": seed,
-                            "status": "ok",
-                            "val_rel_l2": val,
-                            "test_rel_l2": err,
-                            "stage": "downstream",
-                        }
-                    )
+    for data_seed in range(case.data_seeds):
+        shared = _noise(case, rng)
+        for mode, (a, b, c) in (("scratch", case.scratch), ("finetune", case.finetune)):
+            truth = saturating(n_values, a, b, c) * np.exp(shared)
+            for i, n in enumerate(n_values):
+                for lr in range(case.lrs):
+                    for seed in range(case.seeds):
+                        err = truth[i] * math.exp(case.seed_noise * rng.normal())
+                        val = err * math.exp(0.02 * rng.normal())  # validation tracks test, nearly
+                        rows.append(
+                            {
+                                "family": "poisson",
+                                "shift": "none",
+                                "pretrain_family": "poisson" if mode == "finetune" else "",
+                                "mode": mode,
+                                "width": 8,
+                                "modes": 4,
+                                "layers": 4,
+                                "n_params": 1000,
+                                "n_train": int(n),
+                                "lr": 10.0 ** -(3 + lr),
+                                "seed": seed,
+                                "data_seed": data_seed,
+                                "status": "ok",
+                                "val_rel_l2": val,
+                                "test_rel_l2": err,
+                                "stage": "downstream",
+                            }
+                        )
     return pd.DataFrame(rows)
 
 

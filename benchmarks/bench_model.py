@@ -12,8 +12,12 @@ at equal width, layers and retained modes (parameter counts printed side by side
                   linear skip, n_modes = (2m, 2m - 2) (it keeps 2m rows and m columns)
 
 Each (implementation, size) runs in its own process, so peak memory is that run's
-(max RSS on CPU, max allocated on CUDA), and implementations are interleaved round by
-round so that a machine's drift hits all alike; the table gives each one's median.
+(max RSS on CPU; on CUDA both the peak allocated and the peak *reserved* by the caching
+allocator, which is what the GPU really gives up, beside the memory rule's estimate for
+the same model and batch, ``fno.memory``, and the GPU's utilisation over the timed steps
+from NVML), and implementations are interleaved round by round so that a machine's drift
+hits all alike; the table gives each one's median. --tf32 and --bf16 switch the GPU's
+fast paths on, as the sweeps' flags of the same names do.
 
     python benchmarks/bench_model.py                               # CPU: 64 x 64, batch 16
     python benchmarks/bench_model.py --device cuda --resolution 128 --batch 128 \\
@@ -23,6 +27,7 @@ round so that a machine's drift hits all alike; the table gives each one's media
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -102,10 +107,22 @@ def n_real_params(model: nn.Module) -> int:
     return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
 
 
-def run_one(impl: str, preset: str, resolution: int, batch: int, device: str, min_time: float, compile_: bool):
+def run_one(
+    impl: str,
+    preset: str,
+    resolution: int,
+    batch: int,
+    device: str,
+    min_time: float,
+    compile_: bool,
+    tf32: bool = False,
+    bf16: bool = False,
+):
     """Time training steps of one model in this process; return a result dict."""
     torch.manual_seed(0)
     dev = torch.device(device)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
     width, modes = PRESETS[preset]
     model = build(impl, 4, width, modes).to(dev)
     params = n_real_params(model)
@@ -122,7 +139,9 @@ def run_one(impl: str, preset: str, resolution: int, batch: int, device: str, mi
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        F.mse_loss(model(x), y).backward()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and dev.type == "cuda"):
+            loss = F.mse_loss(model(x).float(), y)
+        loss.backward()
         optimizer.step()
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
@@ -136,10 +155,22 @@ def run_one(impl: str, preset: str, resolution: int, batch: int, device: str, mi
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
+    reserved_mb = estimate_mb = utilisation = float("nan")
     if dev.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated(dev) / 2**20
+        reserved_mb = torch.cuda.max_memory_reserved(dev) / 2**20
+        with contextlib.suppress(ModuleNotFoundError, RuntimeError):  # no NVML bindings: no utilisation
+            utilisation = float(torch.cuda.utilization(dev))  # kernel-busy share of NVML's last sample period
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if impl == "fno-scaling":
+        from fno import memory
+
+        activations = batch * memory.activation_bytes_per_sample(4, width, modes, 4, resolution)
+        inputs = (x.numel() + y.numel()) * 4
+        workspace = memory.WORKSPACE_FACTOR * activations + memory.FIXED_WORKSPACE
+        estimate = memory.OPTIMIZER_BYTES_PER_PARAMETER * params + inputs + activations + workspace
+        estimate_mb = estimate / 2**20
     return {
         "impl": impl,
         "preset": preset,
@@ -147,6 +178,9 @@ def run_one(impl: str, preset: str, resolution: int, batch: int, device: str, mi
         "step_s": statistics.median(times),
         "samples_per_s": batch / statistics.median(times),
         "peak_mb": peak_mb,
+        "reserved_mb": reserved_mb,
+        "estimate_mb": estimate_mb,
+        "utilisation": utilisation,
     }
 
 
@@ -161,6 +195,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repeats of every measurement")
     parser.add_argument("--min-time", type=float, default=3.0, help="seconds of steps per measurement")
     parser.add_argument("--compile", action="store_true", help="torch.compile fno-scaling's model")
+    parser.add_argument("--tf32", action="store_true", help="CUDA: TF32 matmuls")
+    parser.add_argument("--bf16", action="store_true", help="CUDA: bf16 autocast (the FFTs stay float32)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # child process mode
     args = parser.parse_args()
     if args.threads:
@@ -174,6 +210,8 @@ def main() -> None:
             args.device,
             args.min_time,
             args.compile and args.impls[0] == "fno-scaling",
+            args.tf32,
+            args.bf16,
         )
         print(json.dumps(result))
         return
@@ -205,14 +243,20 @@ def main() -> None:
                 ]
                 if args.threads:
                     cmd += ["--threads", str(args.threads)]
-                if args.compile:
-                    cmd.append("--compile")
+                cmd += [
+                    flag
+                    for flag, on in (("--compile", args.compile), ("--tf32", args.tf32), ("--bf16", args.bf16))
+                    if on
+                ]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if out.returncode != 0:
                     print(f"{impl} {preset}: failed: {out.stderr.strip().splitlines()[-1:]}")
                     continue
                 runs.setdefault((preset, impl), []).append(json.loads(out.stdout.strip().splitlines()[-1]))
+    cuda = args.device.startswith("cuda")
     header = f"{'size':<9} {'implementation':<15} {'params':>11} {'samples/s':>10} {'peak MB':>8} {'ours x':>7}"
+    if cuda:
+        header += f" {'reserved MB':>11} {'estimate MB':>11} {'GPU util %':>10}"
     print(header)
     print("-" * len(header))
     for preset in args.presets:
@@ -224,9 +268,15 @@ def main() -> None:
                 continue
             rate = statistics.median(r["samples_per_s"] for r in rs)
             peak = statistics.median(r["peak_mb"] for r in rs)
-            print(
+            line = (
                 f"{preset:<9} {impl:<15} {rs[0]['params']:>11,} {rate:>10,.1f} {peak:>8,.0f} {ours_rate / rate:>7.2f}"
             )
+            if cuda:
+                reserved, estimate, util = (
+                    statistics.median(r[k] for r in rs) for k in ("reserved_mb", "estimate_mb", "utilisation")
+                )
+                line += f" {reserved:>11,.0f} {estimate:>11,.0f} {util:>10.0f}"
+            print(line)
         print()
 
 

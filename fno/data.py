@@ -24,7 +24,10 @@ check DIR`` re-verifies the PDE residuals of one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
+import functools
 import hashlib
 import json
 import math
@@ -32,7 +35,6 @@ import os
 import sys
 import time
 import warnings
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +61,9 @@ MIN_RESOLUTION = 16
 CHUNK_SPECTRUM_BYTES = 8 << 20
 MAX_CHUNK_SIZE = 4096
 CACHE_ENV = "FNO_DATA_CACHE"
+CACHE_FORMAT = 2  # raw arrays in one file, laid out by the manifest: memory-mapped, sliced reads
+ARRAYS_SUFFIX = ".bin"
+ALIGN = 64  # bytes: each array of an entry starts at a multiple of this
 
 Range = tuple[float, float]
 
@@ -162,6 +167,7 @@ class DatasetSpec:
     def cache_key(self) -> str:
         """Names the cache entry that holds this spec's samples (any n_samples, any channels)."""
         fields = {**self.stream(), "split": self.split, "resolution": self.resolution, "version": DATA_VERSION}
+        fields["cache_format"] = CACHE_FORMAT
         text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return f"{self.family}-n{self.resolution}-{self.split}-" + hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -351,31 +357,70 @@ class CorruptCacheError(Exception):
     """A cache entry failed verification (missing, truncated, altered or unreadable)."""
 
 
-def _read_cache(directory: Path, key: str) -> Fields | None:
-    """The verified entry ``key``, None if absent; raises CorruptCacheError if unusable."""
+def _verify_once(path: Path, sha256: str) -> None:
+    """Check ``path`` against its SHA-256, once per node: a marker beside it records the
+    size and modification time it was verified at, and a later read with the same ones
+    skips the hash (a 32,768-sample 128 x 128 set is 4 GiB). Raises CorruptCacheError."""
+    try:
+        if _marker(path).read_text() == _stamp(path, sha256):
+            return
+    except OSError:
+        pass
+    if _sha256(path) != sha256:
+        raise CorruptCacheError(f"{path.name}: checksum mismatch")
+    _mark_verified(path, sha256)
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + ".verified")
+
+
+def _stamp(path: Path, sha256: str) -> str:
+    stat = path.stat()
+    return f"{stat.st_size} {stat.st_mtime_ns} {sha256}"
+
+
+def _mark_verified(path: Path, sha256: str) -> None:
+    with contextlib.suppress(OSError):  # a read-only cache is verified at every read instead
+        _marker(path).write_text(_stamp(path, sha256))
+
+
+def _read_cache(directory: Path, key: str, n_samples: int | None = None) -> tuple[Fields | None, int]:
+    """(the first ``n_samples`` of entry ``key`` (all if None), the samples it holds);
+    (None, 0) if absent; raises CorruptCacheError if unusable.
+
+    The arrays file is verified once per node (``_verify_once``), then memory-mapped, and
+    only the samples asked for are read and copied.
+    """
     manifest_path = directory / f"{key}.json"
     if not manifest_path.exists():
-        return None
+        return None, 0
     try:
         manifest = json.loads(manifest_path.read_text())
         arrays_path = directory / manifest["arrays"]
-        if _sha256(arrays_path) != manifest["sha256"]:
-            raise CorruptCacheError(f"{arrays_path.name}: checksum mismatch")
-        with np.load(arrays_path, allow_pickle=False) as z:
-            fields = Fields(
-                torch.from_numpy(z["source"]),
-                torch.from_numpy(z["solution"]),
-                torch.from_numpy(z["coefficients"]),
-                {k: z[f"param_{k}"] for k in PARAMS},
-                tuple(manifest["channel_names"]),
-            )
-    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as err:
-        raise CorruptCacheError(f"{manifest_path.name}: {type(err).__name__}: {err}") from err
-    if len(fields) != manifest["n_samples"]:
-        raise CorruptCacheError(
-            f"{manifest_path.name}: holds {len(fields)} samples, manifest says {manifest['n_samples']}"
+        _verify_once(arrays_path, manifest["sha256"])
+        have = int(manifest["n_samples"])
+        n = have if n_samples is None else min(n_samples, have)
+
+        def take(name: str) -> np.ndarray:
+            entry = manifest["layout"][name]
+            shape = tuple(entry["shape"])
+            if shape[0] != have:
+                raise CorruptCacheError(f"{manifest_path.name}: {name} holds {shape[0]} samples, manifest says {have}")
+            dtype = np.dtype(entry["dtype"])
+            mapped = np.memmap(arrays_path, dtype=dtype, mode="r", offset=entry["offset"], shape=shape)
+            return np.array(mapped[:n])  # a copy of the n samples only
+
+        fields = Fields(
+            torch.from_numpy(take("source")),
+            torch.from_numpy(take("solution")),
+            torch.from_numpy(take("coefficients")),
+            {k: take(f"param_{k}") for k in PARAMS},
+            tuple(manifest["channel_names"]),
         )
-    return fields
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise CorruptCacheError(f"{manifest_path.name}: {type(err).__name__}: {err}") from err
+    return fields, have
 
 
 STALE_GRACE_S = 60.0  # arrays newer than this may belong to a concurrent writer: kept
@@ -384,8 +429,10 @@ STALE_GRACE_S = 60.0  # arrays newer than this may belong to a concurrent writer
 def _write_cache(directory: Path, key: str, spec: DatasetSpec, fields: Fields) -> None:
     """Commit ``fields`` as entry ``key``: arrays under their content hash, then the manifest.
 
-    Safe with concurrent writers on one node: every writer has its own temp file, the
-    arrays file is named by its SHA-256, and the manifest rename is the commit.
+    The arrays go raw into one file, each at an ALIGN-byte offset the manifest records
+    with its dtype and shape, so that a reader maps the file and copies only the samples
+    it needs. Safe with concurrent writers on one node: every writer has its own temp
+    file, the arrays file is named by its SHA-256, and the manifest rename is the commit.
     """
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {
@@ -394,27 +441,71 @@ def _write_cache(directory: Path, key: str, spec: DatasetSpec, fields: Fields) -
         "coefficients": fields.coefficients.numpy(),
         **{f"param_{k}": v for k, v in fields.params.items()},
     }
-    tmp = write_temp(directory, key, lambda fh: np.savez(fh, **arrays))
+    arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+    layout, offset = {}, 0
+    for name, a in arrays.items():
+        layout[name] = {"dtype": a.dtype.str, "shape": list(a.shape), "offset": offset}
+        offset += -(-a.nbytes // ALIGN) * ALIGN
+
+    def write(fh) -> None:
+        for name, a in arrays.items():
+            fh.seek(layout[name]["offset"])
+            fh.write(a.tobytes())
+        fh.truncate(offset)
+
+    tmp = write_temp(directory, key, write)
     digest = _sha256(tmp)
-    arrays_path = directory / f"{key}-{digest[:16]}.npz"
+    arrays_path = directory / f"{key}-{digest[:16]}{ARRAYS_SUFFIX}"
     os.replace(tmp, arrays_path)
+    _mark_verified(arrays_path, digest)  # hashed as written: this node need not hash it again
     manifest = {
         "arrays": arrays_path.name,
         "sha256": digest,
+        "layout": layout,
         "n_samples": len(fields),
         "spec": spec.to_dict(),
         "channel_names": list(fields.channel_names),
         "data_version": DATA_VERSION,
+        "cache_format": CACHE_FORMAT,
         "code_version": __version__,
     }
     atomic_write(directory / f"{key}.json", lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
     now = time.time()
-    for stale in directory.glob(f"{key}-*.npz"):  # arrays of entries this manifest replaced
+    for stale in directory.glob(f"{key}-*{ARRAYS_SUFFIX}"):  # arrays of entries this manifest replaced
         try:
             if stale != arrays_path and now - stale.stat().st_mtime > STALE_GRACE_S:
                 stale.unlink()
+                _marker(stale).unlink(missing_ok=True)
         except FileNotFoundError:
             pass
+
+
+@contextlib.contextmanager
+def _entry_lock(directory: Path, key: str) -> Iterator[None]:
+    """Hold entry ``key`` of the node's cache: trials that start together on a node wait
+    for the first to generate a set instead of each generating it. Without a writable
+    cache folder, no lock (and no cache)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = open(directory / f"{key}.lock", "a+b")  # noqa: SIM115 (held for the block)
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cached(directory: Path, key: str, n_samples: int | None) -> tuple[Fields | None, int]:
+    """``_read_cache`` with a corrupt entry reported and treated as absent."""
+    try:
+        return _read_cache(directory, key, n_samples)
+    except CorruptCacheError as err:
+        warnings.warn(f"data cache entry {key} is corrupt ({err}); regenerating", stacklevel=3)
+        return None, 0
 
 
 def load_fields(
@@ -426,28 +517,28 @@ def load_fields(
     """``spec``'s samples through the node-local cache, as Fields on ``device``.
 
     One cache entry per (family, range, seed, split, resolution) holds the longest
-    prefix generated so far: a request for fewer samples is a slice of it, one for
-    more generates only the missing tail. Entries are written atomically and verified
-    by SHA-256 on read; a corrupt entry is reported, discarded and regenerated. The
-    cache stores native channels; the union layout is derived on load.
+    prefix generated so far: a request for fewer samples reads just those (memory-mapped),
+    one for more generates only the missing tail, under a per-entry lock so that one
+    process on the node generates it while the others wait. Entries are written
+    atomically and verified by SHA-256 once per node; a corrupt entry is reported,
+    discarded and regenerated. The cache stores native channels; the union layout is
+    derived on load.
     """
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     native = dataclasses.replace(spec, channels="native", param_range=spec.ranges)
     key = native.cache_key()
-    try:
-        cached = _read_cache(directory, key)
-    except CorruptCacheError as err:
-        warnings.warn(f"data cache entry {key} is corrupt ({err}); regenerating", stacklevel=2)
-        cached = None
-    have = 0 if cached is None else len(cached)
+    fields, have = _cached(directory, key, spec.n_samples)
     if have < spec.n_samples:
-        tail = generate_fields(native, start=have, progress=progress)
-        cached = tail if cached is None else _concat([cached, tail])
-        try:
-            _write_cache(directory, key, native.with_samples(len(cached)), cached)
-        except OSError as err:  # a full or read-only disk costs the cache, not the data
-            warnings.warn(f"could not write data cache entry {key} in {directory}: {err}", stacklevel=2)
-    fields = cached.head(spec.n_samples)
+        with _entry_lock(directory, key):
+            cached, have = _cached(directory, key, None)  # another process may have written it meanwhile
+            if have < spec.n_samples:
+                tail = generate_fields(native, start=have, progress=progress)
+                cached = tail if cached is None else _concat([cached, tail])
+                try:
+                    _write_cache(directory, key, native.with_samples(len(cached)), cached)
+                except OSError as err:  # a full or read-only disk costs the cache, not the data
+                    warnings.warn(f"could not write data cache entry {key} in {directory}: {err}", stacklevel=2)
+            fields = cached.head(spec.n_samples)
     if spec.channels == "union" and spec.family != "mixture":
         fields.coefficients = families.to_union(spec.family, fields.coefficients)
         fields.channel_names = UNION_CHANNELS
@@ -463,6 +554,18 @@ def load(
 
 
 # ------------------------------------------------------------------ normalisation
+
+
+@functools.lru_cache(maxsize=64)
+def _stat_tensors(
+    mean: tuple[float, ...], std: tuple[float, ...], dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, C, 1, 1) mean and std tensors, made once per statistics, dtype and device
+    (building them per batch copied them to the device at every step)."""
+    return (
+        torch.tensor(mean, dtype=dtype, device=device)[None, :, None, None],
+        torch.tensor(std, dtype=dtype, device=device)[None, :, None, None],
+    )
 
 
 @dataclass(frozen=True)
@@ -481,13 +584,24 @@ class Normalization:
     target_std: float
 
     @classmethod
-    def fit(cls, fields: Fields) -> Normalization:
-        f, c, u = fields.source.double(), fields.coefficients.double(), fields.solution.double()
-        mean = [f.mean().item(), *c.mean(dim=0).tolist()]
-        std = [f.std(correction=0).item(), *c.std(dim=0, correction=0).tolist()]
+    def fit(cls, fields: Fields, chunk: int = 1024) -> Normalization:
+        """Statistics of ``fields`` (on the host), accumulated in float64 over chunks of
+        samples so that no float64 copy of a large set is made."""
+        if fields.source.device.type != "cpu":
+            raise ValueError(f"fit the normalisation on host data, got {fields.source.device} tensors")
+        sums = torch.zeros(4, dtype=torch.float64)  # sum f, sum f^2, sum u, sum u^2 over all points
+        for lo in range(0, len(fields), chunk):  # chunks of samples, not samples
+            f = fields.source[lo : lo + chunk].double()
+            u = fields.solution[lo : lo + chunk].double()
+            sums += torch.stack([f.sum(), (f * f).sum(), u.sum(), (u * u).sum()])
+        f_mean, f_sq, u_mean, u_sq = (sums / fields.source.numel()).tolist()
+        f_std = math.sqrt(max(f_sq - f_mean**2, 0.0))
+        u_std = math.sqrt(max(u_sq - u_mean**2, 0.0))
+        c = fields.coefficients.double()  # (batch, C - 1): small
+        mean = [f_mean, *c.mean(dim=0).tolist()]
+        std = [f_std, *c.std(dim=0, correction=0).tolist()]
         std = [s if s > 0 else 1.0 for s in std]
-        u_std = u.std(correction=0).item()
-        return cls(tuple(fields.channel_names), tuple(mean), tuple(std), u.mean().item(), u_std if u_std > 0 else 1.0)
+        return cls(tuple(fields.channel_names), tuple(mean), tuple(std), u_mean, u_std if u_std > 0 else 1.0)
 
     def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.ndim != 4 or x.shape[1] != len(self.input_mean):
@@ -495,9 +609,7 @@ class Normalization:
                 f"inputs must have shape (batch, {len(self.input_mean)}, n, n) for channels "
                 f"{list(self.channel_names)}, got {tuple(x.shape)}"
             )
-        mean = torch.tensor(self.input_mean, dtype=x.dtype, device=x.device)[None, :, None, None]
-        std = torch.tensor(self.input_std, dtype=x.dtype, device=x.device)[None, :, None, None]
-        return mean, std
+        return _stat_tensors(self.input_mean, self.input_std, x.dtype, x.device)
 
     def normalize_inputs(self, x: torch.Tensor) -> torch.Tensor:
         mean, std = self._stats(x)

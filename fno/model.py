@@ -11,6 +11,7 @@ real numbers per layer (two retained corners, complex), 16 w^2 m^2 for 4 layers.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -40,6 +41,34 @@ def check_modes(modes: int, nx: int, ny: int) -> None:
         )
 
 
+def real_edge_bins(z: torch.Tensor, n: int) -> torch.Tensor:
+    """``z`` (..., k) complex, the first k rfft columns of a length-n signal, with the
+    imaginary parts of the zero frequency and (n even, k = n//2 + 1) the Nyquist
+    frequency set to 0, as a real signal's spectrum has them.
+
+    irfft must ignore those parts; the CPU library does, cuFFT has been reported not
+    to (pytorch/pytorch#154496), so they are cleared before every irfft here.
+    """
+    nyquist = n % 2 == 0 and z.shape[-1] == n // 2 + 1
+    keep = _bin_weights(z.shape[-1], 0.0, 1.0, 0.0 if nyquist else 1.0, z.real.dtype, z.device)
+    return torch.complex(z.real, z.imag * keep)
+
+
+@functools.lru_cache(maxsize=64)
+def _bin_weights(k: int, first: float, middle: float, last: float, dtype: torch.dtype, device: torch.device):
+    """(k,) constant weights: ``first`` at bin 0, ``last`` at bin k - 1, ``middle`` between.
+
+    Built on the host and copied once per (size, dtype, device): writing single elements
+    of a device tensor copies a host scalar each time, a host sync per write (12 per
+    training step at 4 layers, counted with CUDA's sync debug mode).
+    """
+    with torch.inference_mode(False):  # a cached constant must serve training too
+        weights = torch.full((k,), middle, dtype=dtype)
+        weights[-1] = last
+        weights[0] = first
+        return weights.to(device)
+
+
 class _TruncatedRFFT(torch.autograd.Function):
     """rfft along the last axis, keeping the first m frequencies, with a hand-written backward.
 
@@ -57,11 +86,10 @@ class _TruncatedRFFT(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         n, m = ctx.n, grad.shape[-1]
-        weight = torch.full((m,), 0.5, dtype=grad.real.dtype, device=grad.device)
-        weight[0] = 1.0  # the zero frequency: irfft counts it once
-        if n % 2 == 0 and m == n // 2 + 1:
-            weight[-1] = 1.0  # the Nyquist frequency, likewise
-        return torch.fft.irfft(grad * weight, n=n, dim=-1) * n, None
+        # 1 at the zero frequency (irfft counts it once) and at Nyquist (likewise), 0.5 between.
+        last = 1.0 if n % 2 == 0 and m == n // 2 + 1 else 0.5
+        weight = _bin_weights(m, 1.0, 0.5, last, grad.real.dtype, grad.device)
+        return torch.fft.irfft(real_edge_bins(grad * weight, n), n=n, dim=-1) * n, None
 
 
 class SpectralConv2d(nn.Module):
@@ -102,7 +130,7 @@ class SpectralConv2d(nn.Module):
         out = out.permute(1, 2, 0).reshape(batch, self.out_channels, 2 * m, m)  # (B, O, 2m, m)
         gap = out.new_zeros(batch, self.out_channels, nx - 2 * m, m)  # the dropped kx rows
         out = torch.fft.ifft(torch.cat([out[:, :, :m], gap, out[:, :, m:]], dim=2), dim=-2)  # (B, O, X, m)
-        return torch.fft.irfft(out, n=ny, dim=-1)  # ky >= m are zero: irfft pads them
+        return torch.fft.irfft(real_edge_bins(out, ny), n=ny, dim=-1)  # ky >= m are zero: irfft pads them
 
 
 class Pointwise(nn.Module):

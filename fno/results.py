@@ -50,6 +50,7 @@ SCHEMA = pa.schema(
         ("steps", pa.int64()),
         ("batch_size", pa.int64()),
         ("seed", pa.int64()),
+        ("data_seed", pa.int64()),  # which data (train, validation and test sets) the trial used
         ("pretrained_key", pa.string()),  # "" where the trial starts from a random init
         ("pretrain_family", pa.string()),  # "" likewise
         ("val_rel_l2", pa.float64()),  # best validation error
@@ -64,6 +65,10 @@ SCHEMA = pa.schema(
         ("train_s", pa.float64()),
         ("samples_per_s", pa.float64()),
         ("device", pa.string()),
+        ("gpu_name", pa.string()),  # the GPU's name; "" on CPU
+        ("gpu_share", pa.float64()),  # the share of it the trial was capped at; 0 on CPU
+        ("bf16", pa.bool_()),  # bf16 autocast on (precision flags change the numbers)
+        ("tf32", pa.bool_()),  # TF32 matmuls on
         ("node", pa.string()),
         ("started_at", pa.string()),
         ("code_version", pa.string()),
@@ -72,7 +77,16 @@ SCHEMA = pa.schema(
 COLUMNS = tuple(SCHEMA.names)
 # Columns added after the first tables were written, with the value older rows read as,
 # so that every table this code wrote stays readable.
-ADDED_COLUMNS: dict[str, Any] = {"best_step": -1, "eval_steps": [], "eval_val_rel_l2": []}
+ADDED_COLUMNS: dict[str, Any] = {
+    "data_seed": 0,
+    "gpu_name": "",
+    "gpu_share": 0.0,
+    "bf16": False,
+    "tf32": False,
+    "best_step": -1,
+    "eval_steps": [],
+    "eval_val_rel_l2": [],
+}
 
 
 def _check_row(row: Mapping[str, Any]) -> dict[str, Any]:

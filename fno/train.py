@@ -19,7 +19,6 @@ CLI: ``python -m fno.train --config trial.toml [--set key=value ...] --out DIR``
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import math
@@ -89,6 +88,10 @@ class TrialConfig:
     device: str = "auto"  # auto: cuda if available, else cpu
     threads: int | None = None  # CPU threads for this trial; None leaves torch's default
     bf16: bool = False  # CUDA only: bf16 autocast for pointwise layers (FFTs stay float32)
+    tf32: bool = False  # CUDA only: TF32 matmuls (the 1x1 layers, most FLOPs at large grids)
+    # CUDA only: the share of the GPU this trial was given (a sweep's --gpus-per-trial);
+    # the process is capped at it, so a trial that outgrows it fails alone, saying so.
+    gpu_share: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -111,6 +114,12 @@ class TrialConfig:
             raise ValueError(f"mode {self.mode} starts from a random init; pretrained must be unset")
         if self.threads is not None:
             _positive_int(self.threads, "threads")
+        for name in ("bf16", "tf32"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        share = self.gpu_share
+        if share is not None and (isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1):
+            raise ValueError(f"gpu_share must be a number in (0, 1], got {share!r}")
         if self.device != "auto":
             try:
                 torch.device(self.device)
@@ -235,6 +244,10 @@ class TrialResult:
     node: str
     started_at: str
     code_version: str
+    gpu_name: str = ""  # torch.cuda.get_device_name; "" on CPU
+    gpu_share: float = 0.0  # the share of that GPU the trial was capped at; 0 on CPU
+    bf16: bool = False  # bf16 autocast was on (CUDA only)
+    tf32: bool = False  # TF32 matmuls were on (CUDA only)
     error: str = ""
     checkpoint: str = ""
     # The validation curve: the error after each evaluated step (always 80%, 90%, 100%).
@@ -318,17 +331,20 @@ def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model: FNO2d, norm: Normalization, fields: Fields, batch_size: int, autocast: bool = False) -> float:
-    """Mean per-sample relative L2 error of the de-normalised prediction on ``fields``."""
+    """Mean per-sample relative L2 error of the de-normalised prediction on ``fields``.
+
+    One host sync (the final value), however many batches.
+    """
     model.eval()
-    errors = []
+    total = torch.zeros((), device=fields.source.device)
     for lo in range(0, len(fields), batch_size):
         index = slice(lo, lo + batch_size)
         x = norm.normalize_inputs(fields.inputs(index))
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             pred = norm.denormalize_targets(model(x).float())
-        errors.append(relative_l2(pred, fields.targets(index)))
+        total += relative_l2(pred, fields.targets(index)).sum()
     model.train()
-    return torch.cat(errors).mean().item()
+    return total.item() / len(fields)
 
 
 def _cosine_lr(step: int, total: int, base: float) -> float:
@@ -347,13 +363,73 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.0)
         return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
 
 
+def configure_cuda(config: TrialConfig, device: torch.device) -> str:
+    """Set this process's CUDA options for ``config`` and return the GPU's name ("" on CPU).
+
+    TF32 is set both ways (a reused worker process must not inherit the last trial's),
+    and with ``gpu_share`` the process's allocator is capped at that share of the GPU.
+    """
+    if device.type != "cuda":
+        return ""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    torch.backends.cuda.matmul.allow_tf32 = config.tf32
+    torch.backends.cudnn.allow_tf32 = config.tf32
+    torch.cuda.set_per_process_memory_fraction(config.gpu_share or 1.0, index)
+    return torch.cuda.get_device_name(index)
+
+
+@dataclass
+class BestWeights:
+    """The best validation error so far, its step and a host copy of its weights (host
+    memory: the device keeps only the live model)."""
+
+    val_rel_l2: float = math.inf
+    step: int = 0
+    state: dict[str, torch.Tensor] | None = None
+
+    def offer(self, val_rel_l2: float, step: int, model: torch.nn.Module) -> None:
+        if val_rel_l2 < self.val_rel_l2:
+            self.val_rel_l2, self.step = val_rel_l2, step
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _epoch_order(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """A shuffled order of n samples, drawn on the host (the same on every device) and
+    sent in one asynchronous copy per epoch from pinned memory."""
+    order = torch.randperm(n, generator=generator)
+    if device.type == "cuda":
+        return order.pin_memory().to(device, non_blocking=True)
+    return order
+
+
 def run_trial(
     config: TrialConfig, report: Report | None = None, out_dir: str | os.PathLike | None = None
 ) -> TrialResult:
-    """Run one trial; write ``checkpoint.pt`` (pretrain, scratch, finetune) under ``out_dir``."""
+    """Run one trial; write ``checkpoint.pt`` (pretrain, scratch, finetune) under ``out_dir``.
+
+    On CUDA, a trial that runs out of memory raises RuntimeError naming its share, and
+    the memory it held is returned to the device either way.
+    """
+    device = resolve_device(config.device)
+    try:
+        return _run_trial(config, device, report, out_dir)
+    except torch.cuda.OutOfMemoryError as err:
+        cap = torch.cuda.get_device_properties(device).total_memory * (config.gpu_share or 1.0)
+        raise RuntimeError(
+            f"out of GPU memory within this trial's share ({config.gpu_share or 1.0:g} of the GPU, "
+            f"{cap / 2**30:.1f} GiB): ask for a larger --gpus-per-trial, or a smaller batch ({err})"
+        ) from None
+    finally:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # a reused worker starts its next trial with the memory free
+
+
+def _run_trial(
+    config: TrialConfig, device: torch.device, report: Report | None, out_dir: str | os.PathLike | None
+) -> TrialResult:
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-    device = resolve_device(config.device)
+    gpu_name = configure_cuda(config, device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     if config.mode in ("finetune", "zeroshot"):  # fail on a bad checkpoint before generating data
@@ -363,7 +439,7 @@ def run_trial(
         check_compatible(norm, model, test, config.pretrained)
         train = val = None
     else:
-        train = load_fields(config.data_spec("train"), device=device)
+        train = load_fields(config.data_spec("train"))  # on the host: normalisation is fitted there
         val = load_fields(config.data_spec("val"), device=device)
         if config.mode == "finetune":
             check_compatible(norm, model, train, config.pretrained)
@@ -371,6 +447,7 @@ def run_trial(
             norm = Normalization.fit(train)
             torch.manual_seed(config.seed)
             model = FNO2d(len(train.channel_names), 1, config.width, config.modes, config.layers)
+        train = train.to(device)
     model = model.to(device)
     autocast = config.bf16 and device.type == "cuda"
     batch_size = config.batch
@@ -380,6 +457,10 @@ def run_trial(
         "n_params": model.config.n_params,
         "flops_per_sample": model.config.flops_per_sample(config.resolution),
         "device": str(device),
+        "gpu_name": gpu_name,
+        "gpu_share": (config.gpu_share or 1.0) if device.type == "cuda" else 0.0,
+        "bf16": autocast,
+        "tf32": config.tf32 and device.type == "cuda",
         "node": platform.node(),
         "started_at": started_at,
         "code_version": __version__,
@@ -401,22 +482,26 @@ def run_trial(
             **common,
         )
 
+    # The loop makes no host sync between evaluations: the order is sent once per epoch,
+    # the normalisation's tensors are cached on the device, and the loss is summed on the
+    # device and read (and checked for divergence) only at evaluations.
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    order = torch.randperm(config.n_train, generator=generator)
+    order = _epoch_order(config.n_train, generator, device)
     total = config.total_steps
     evaluate_at = set(config.eval_steps())
     cursor, step, status, error = 0, 0, "ok", ""
-    best = (math.inf, 0, copy.deepcopy(model.state_dict()))
+    best = BestWeights()
     history_steps: list[int] = []  # the validation curve, for the under-training diagnostic
     history_val: list[float] = []
-    interval_loss, interval_steps, train_loss = 0.0, 0, math.nan
+    interval_loss = torch.zeros((), device=device)
+    interval_steps, last_eval, train_loss = 0, 0, math.nan
     train_started = time.perf_counter()
     model.train()
     while step < total:
         if cursor + batch_size > config.n_train:  # new epoch: reshuffle
-            order, cursor = torch.randperm(config.n_train, generator=generator), 0
-        index = order[cursor : cursor + batch_size].to(device)
+            order, cursor = _epoch_order(config.n_train, generator, device), 0
+        index = order[cursor : cursor + batch_size]
         cursor += batch_size
         x = norm.normalize_inputs(train.inputs(index))
         y = norm.normalize_targets(train.targets(index))
@@ -424,44 +509,44 @@ def run_trial(
             group["lr"] = _cosine_lr(step, total, config.lr)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             loss = F.mse_loss(model(x).float(), y)
-        if not torch.isfinite(loss):
-            status, error = "diverged", f"non-finite training loss at step {step}"
-            break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         step += 1
-        interval_loss += loss.item()
+        interval_loss += loss.detach()
         interval_steps += 1
         if step in evaluate_at:
-            train_loss = interval_loss / interval_steps
-            interval_loss, interval_steps = 0.0, 0
+            train_loss = interval_loss.item() / interval_steps  # the interval's one host sync
+            if not math.isfinite(train_loss):
+                status, error = "diverged", f"non-finite training loss between steps {last_eval} and {step}"
+                break
+            interval_loss.zero_()
+            interval_steps, last_eval = 0, step
             val_err = evaluate(model, norm, val, config.batch_size, autocast)
             history_steps.append(step)
             history_val.append(val_err)
-            if val_err < best[0]:
-                best = (val_err, step, copy.deepcopy(model.state_dict()))
+            best.offer(val_err, step, model)
             if report is not None:
                 report(step, step * batch_size / config.n_train, train_loss, val_err)
     train_s = time.perf_counter() - train_started
-    if status == "ok" and not math.isfinite(best[0]):
+    if status == "ok" and not math.isfinite(best.val_rel_l2):
         status, error = "diverged", "validation error was never finite"
     test_err = math.nan
     checkpoint = ""
     if status == "ok":
-        model.load_state_dict(best[2])
+        model.load_state_dict(best.state)
         test_err = evaluate(model, norm, test, config.batch_size, autocast)
         if out_dir is not None:
             checkpoint = str(Path(out_dir) / "checkpoint.pt")
-            save_checkpoint(checkpoint, model, norm, config, best_step=best[1], val_rel_l2=best[0])
+            save_checkpoint(checkpoint, model, norm, config, best_step=best.step, val_rel_l2=best.val_rel_l2)
     return TrialResult(
         status=status,
-        val_rel_l2=best[0] if math.isfinite(best[0]) else math.nan,
+        val_rel_l2=best.val_rel_l2 if math.isfinite(best.val_rel_l2) else math.nan,
         test_rel_l2=test_err,
         train_loss=train_loss,
         steps=step,
         epochs=step * batch_size / config.n_train,
-        best_step=best[1],
+        best_step=best.step,
         wall_s=time.perf_counter() - started,
         train_s=train_s,
         samples_per_s=step * batch_size / max(train_s, 1e-9),

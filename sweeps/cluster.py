@@ -24,13 +24,33 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", default=None, help="cluster address (default: $RAY_ADDRESS, else auto)")
     p.add_argument("--storage", default=None, help="shared folder for results and checkpoints on a cluster")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions allowed, e.g. 0.25")
+    p.add_argument(
+        "--gpus-per-trial",
+        type=_gpu_request,
+        default=0.0,
+        help="0 (default): trials run on CPUs; a share such as 0.25 or a whole number of GPUs; auto: each trial "
+        "the smallest share 1/k of a GPU that holds its memory estimate (docs/gpu.md)",
+    )
+    p.add_argument(
+        "--gpu-memory-gib",
+        type=float,
+        default=None,
+        help="memory of one GPU, for --gpus-per-trial auto (default: read from this machine's GPU)",
+    )
+    p.add_argument("--bf16", action="store_true", help="GPU trials: bf16 autocast for the pointwise layers")
+    p.add_argument("--tf32", action="store_true", help="GPU trials: TF32 matmuls")
     p.add_argument("--concurrency", type=int, default=None, help="trials at once (default: as resources allow)")
     p.add_argument("--max-retries", type=int, default=1, help="retries of a trial that raises")
     p.add_argument("--num-cpus", type=int, default=None, help="local Ray: CPUs to use (default: all)")
+    p.add_argument("--num-gpus", type=int, default=None, help="local Ray: GPUs to offer (default: those it detects)")
     p.add_argument("--dashboard-host", default="127.0.0.1", help="local Ray dashboard bind address")
     p.add_argument("--no-dashboard", action="store_true", help="local Ray without the dashboard")
-    p.add_argument("--device", default="auto", help="trial device: auto, cpu, cuda")
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="auto (default): cuda when --gpus-per-trial asks for GPUs, else cpu; cpu or cuda must agree with it",
+    )
     p.add_argument("--verbose", type=int, default=0, help="Ray Tune's own console output level (0-3)")
 
 
@@ -39,13 +59,45 @@ def output_base(args: argparse.Namespace) -> Path:
     base = Path(args.storage) if args.storage else args.out
     if "://" in str(base):
         raise ValueError(f"--storage {base}: object-store URIs are not supported yet; use a shared folder")
-    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0 or args.max_retries < 0:
+    gpus = args.gpus_per_trial
+    if args.cpus_per_trial <= 0 or (gpus is not None and gpus < 0) or args.max_retries < 0:
         raise ValueError("need --cpus-per-trial > 0, --gpus-per-trial >= 0 and --max-retries >= 0")
-    if 1 < args.gpus_per_trial != int(args.gpus_per_trial):
-        raise ValueError(f"--gpus-per-trial {args.gpus_per_trial}: fractions must be below 1 (Ray cannot split them)")
+    if gpus is not None and 1 < gpus != int(gpus):
+        raise ValueError(f"--gpus-per-trial {gpus}: fractions must be below 1 (Ray cannot split them)")
+    if args.device == "cuda" and gpus == 0:
+        raise ValueError(
+            "--device cuda needs a GPU request: --gpus-per-trial 0.25, 1 or auto (trials without one run on CPUs)"
+        )
+    if args.device == "cpu" and gpus != 0:
+        raise ValueError(f"--device cpu with --gpus-per-trial {gpus or 'auto'}: the GPU would be reserved and unused")
+    if gpus == 0 and (args.bf16 or args.tf32):
+        raise ValueError("--bf16 and --tf32 apply to GPU trials; add --gpus-per-trial")
+    if gpus is None and args.gpu_memory_gib is None:
+        args.gpu_memory_gib = _local_gpu_memory_gib()
+    if args.gpu_memory_gib is not None and args.gpu_memory_gib <= 0:
+        raise ValueError(f"--gpu-memory-gib must be > 0, got {args.gpu_memory_gib}")
     if args.concurrency is not None and args.concurrency < 1:
         raise ValueError(f"--concurrency must be at least 1, got {args.concurrency}")
     return base
+
+
+def _gpu_request(text: str) -> float | None:
+    """--gpus-per-trial: a number, or "auto" (None: the share follows each trial's memory)."""
+    if text == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
+
+
+def _local_gpu_memory_gib() -> float:
+    """The memory of this machine's first GPU, for --gpus-per-trial auto without --gpu-memory-gib."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError("--gpus-per-trial auto needs --gpu-memory-gib (this machine has no GPU to read it from)")
+    return torch.cuda.get_device_properties(0).total_memory / 2**30
 
 
 def run_settings(args: argparse.Namespace, retry_failed: bool = False) -> RunSettings:
@@ -54,9 +106,11 @@ def run_settings(args: argparse.Namespace, retry_failed: bool = False) -> RunSet
         gpus_per_trial=args.gpus_per_trial,
         concurrency=args.concurrency,
         max_retries=args.max_retries,
-        device=args.device,
         verbose=args.verbose,
         retry_failed=retry_failed,
+        gpu_memory_gib=args.gpu_memory_gib,
+        bf16=args.bf16,
+        tf32=args.tf32,
     )
 
 
@@ -87,6 +141,7 @@ def start_ray(args: argparse.Namespace) -> None:
         # /tmp/ray/ray_current_cluster names, even a cluster that has since died.
         address="local",
         num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
         include_dashboard=not args.no_dashboard,
         dashboard_host=args.dashboard_host,
         _node_ip_address="127.0.0.1",
@@ -107,9 +162,11 @@ def check_resources(args: argparse.Namespace) -> None:
     nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
     most_gpus = max((r.get("GPU", 0) for r in nodes), default=0)
     most_cpus = max((r.get("CPU", 0) for r in nodes), default=0)
-    if args.gpus_per_trial > most_gpus or args.cpus_per_trial > most_cpus:
+    gpus = args.gpus_per_trial
+    wanted = "a share of a GPU (auto)" if gpus is None else f"{gpus:g} GPUs"
+    if (gpus or 0) > most_gpus or (gpus is None and not most_gpus) or args.cpus_per_trial > most_cpus:
         ray.shutdown()
         raise SystemExit(
-            f"error: a trial asks for {args.cpus_per_trial} CPUs and {args.gpus_per_trial} GPUs, but the largest "
+            f"error: a trial asks for {args.cpus_per_trial:g} CPUs and {wanted}, but the largest "
             f"node has {most_cpus:g} CPUs and {most_gpus:g} GPUs; lower --cpus-per-trial / --gpus-per-trial"
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ from fno.train import TrialConfig
 PRESET_DIR = Path(__file__).parent / "presets"
 SHIFTS = ("none", "moderate", "large")
 DOWNSTREAM_MODES = ("scratch", "finetune", "zeroshot")
-EXECUTION_FIELDS = ("device", "threads", "bf16", "pretrained")  # not part of a key
+EXECUTION_FIELDS = ("device", "threads", "bf16", "tf32", "gpu_share", "pretrained")  # not part of a key
 # Budget fields added after the first sweeps ran: part of a key only when set, so that
 # trials with a fixed step budget keep the keys (and results) they had.
 OPTIONAL_KEY_FIELDS = ("epochs", "min_steps", "max_steps")
@@ -79,7 +80,10 @@ class Preset:
     seeds: tuple[int, ...] = (0,)
     n_val: int = 64
     n_test: int = 64
-    data_seed: int = 0
+    # Each data seed draws its own training, validation and test sets: a whole learning
+    # curve per seed, which the bootstrap resamples (noise shared along N stays in its
+    # intervals). Pre-training uses the first.
+    data_seeds: tuple[int, ...] = (0,)
     ranges: Mapping[str, Mapping[str, tuple[float, float]]] = field(default_factory=dict)  # overrides SHIFT_RANGE
     # Run each scratch curve's largest-N trials (every lr, the first seed) again at twice
     # the budget (stage "probe"): the report's direct test that the floor is not the budget's.
@@ -88,7 +92,8 @@ class Preset:
     downstream: StageSettings = StageSettings(steps=300, batch_size=16, eval_every=50)
 
     def __post_init__(self) -> None:
-        for name in ("sizes", "pretrain_families", "families", "shifts", "n_train", "modes", "lrs", "seeds"):
+        axes = ("sizes", "pretrain_families", "families", "shifts", "n_train", "modes", "lrs", "seeds", "data_seeds")
+        for name in axes:
             value = getattr(self, name)
             if isinstance(value, str) or not hasattr(value, "__iter__") or len(value) == 0:
                 raise ValueError(f"{name} must be a non-empty list, got {value!r}")
@@ -182,7 +187,8 @@ class PlannedTrial:
         c = self.config
         if self.stage == "pretrain":
             return f"pretrain-{c.family}-w{c.width}m{c.modes}-{self.key[:6]}"
-        return f"{c.mode}-{c.family}-{self.shift}-w{c.width}m{c.modes}-N{c.n_train}-lr{c.lr:g}-s{c.seed}-{self.key[:6]}"
+        seeds = f"s{c.seed}-d{c.data_seed}" if c.data_seed else f"s{c.seed}"
+        return f"{c.mode}-{c.family}-{self.shift}-w{c.width}m{c.modes}-N{c.n_train}-lr{c.lr:g}-{seeds}-{self.key[:6]}"
 
 
 def trial_key(config: TrialConfig, pretrained_key: str = "") -> str:
@@ -203,7 +209,6 @@ def expand(preset: Preset) -> list[PlannedTrial]:
         "resolution": preset.resolution,
         "n_val": preset.n_val,
         "n_test": preset.n_test,
-        "data_seed": preset.data_seed,
     }
     pretrained: dict[tuple[str, str], PlannedTrial] = {}
     for size in preset.sizes:
@@ -222,6 +227,7 @@ def expand(preset: Preset) -> list[PlannedTrial]:
                 **_budget(pre),
                 eval_every=pre.eval_every,
                 seed=0,
+                data_seed=preset.data_seeds[0],
                 **common,
             )
             planned = PlannedTrial(trial_key(config), "pretrain", "pretrain", config)
@@ -238,7 +244,7 @@ def expand(preset: Preset) -> list[PlannedTrial]:
                     for n_train in preset.n_train:
                         for mode in preset.modes:
                             for lr in preset.lrs:
-                                for seed in preset.seeds:
+                                for seed, data_seed in itertools.product(preset.seeds, preset.data_seeds):
                                     planned = _downstream(
                                         preset,
                                         base,
@@ -252,7 +258,7 @@ def expand(preset: Preset) -> list[PlannedTrial]:
                                         width,
                                         modes,
                                         channels,
-                                        common,
+                                        {**common, "data_seed": data_seed},
                                     )
                                     trials.setdefault(planned.key, planned)
     if preset.budget_probe:
@@ -276,7 +282,8 @@ def budget_probes(preset: Preset, trials: list[PlannedTrial]) -> list[PlannedTri
     probes = []
     for trial in trials:
         c = trial.config
-        if trial.stage == "downstream" and c.mode == "scratch" and c.n_train == largest and c.seed == preset.seeds[0]:
+        first_seed = c.seed == preset.seeds[0] and c.data_seed == preset.data_seeds[0]
+        if trial.stage == "downstream" and c.mode == "scratch" and c.n_train == largest and first_seed:
             config = scaled_budget(c, 2)
             probes.append(PlannedTrial(trial_key(config), "probe", trial.shift, config))
     return probes

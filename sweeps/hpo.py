@@ -21,6 +21,7 @@ already in the results).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -215,17 +216,23 @@ def run_search(setting: Setting, args: argparse.Namespace, study, storage, remai
     from ray.tune.search.optuna import OptunaSearch
 
     settings = run_settings(args)
-    config = worker_config(setting.template, setting.sweep_dir, settings)
+    # One GPU share for the search, that of its largest batch (memory grows with the batch).
+    largest = dataclasses.replace(
+        setting.template, config=dataclasses.replace(setting.template.config, batch_size=max(setting.space.batch_size))
+    )
+    config = worker_config(largest, setting.sweep_dir, settings)
+    config["batch_size"] = setting.template.config.batch_size  # the searched value replaces it in each trial
     # The sampler is seeded per run: a continued study draws new points, not the first run's again.
     sampler = TPESampler(seed=args.seed + len(study.trials), n_startup_trials=min(10, args.trials // 2 or 1))
     searcher = OptunaSearch(sampler=sampler, study_name=setting.study_name, storage=storage)
-    concurrency = settings.concurrency or resource_slots(settings)
+    gpus = settings.gpu_share(largest)
+    concurrency = settings.concurrency or resource_slots(settings, gpus)
     recorder = Recorder(setting.sweep_dir / "results", setting.sweep, Progress(remaining, concurrency))
     scheduler = ASHAScheduler(
         time_attr="step", max_t=setting.space.steps[1], grace_period=setting.grace_steps, reduction_factor=3
     )
     tuner = tune.Tuner(
-        tune.with_resources(_hpo_trainable, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}),
+        tune.with_resources(_hpo_trainable, {"cpu": settings.cpus_per_trial, "gpu": gpus}),
         param_space={**setting.space.tune_space(), "setting": {"config": config}},
         tune_config=tune.TuneConfig(
             metric=METRIC,

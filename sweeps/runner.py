@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from fno import __version__
+from fno.memory import gpu_share, trial_memory
 from fno.model import FNOConfig
 from fno.results import COLUMNS, compact, skip_keys, statuses, write_row
 from fno.train import TrialConfig, run_trial
@@ -70,6 +71,7 @@ def result_row(trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, e
         "steps": 0,
         "batch_size": c.batch,
         "seed": c.seed,
+        "data_seed": c.data_seed,
         "pretrained_key": trial.pretrained_key,
         "pretrain_family": trial.pretrain_family,
         "val_rel_l2": math.nan,
@@ -84,6 +86,10 @@ def result_row(trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, e
         "train_s": 0.0,
         "samples_per_s": 0.0,
         "device": "",
+        "gpu_name": "",
+        "gpu_share": 0.0,
+        "bf16": c.bf16,
+        "tf32": c.tf32,
         "node": platform.node(),
         "started_at": "",
         "code_version": __version__,
@@ -105,6 +111,9 @@ def trainable(config: dict[str, Any]) -> None:
 
     import ray
 
+    if trial_config.device == "cuda" and not ray.get_gpu_ids():
+        raise RuntimeError("this trial asked for a GPU share but Ray assigned it no GPU")
+    # With a GPU request Ray sets CUDA_VISIBLE_DEVICES to the assigned GPU: "cuda" is it.
     result = run_trial(trial_config, report, spec["out_dir"] or None).to_dict()
     # Host name plus Ray node id: two Ray nodes on one host stay distinguishable.
     result["node"] = f"{result['node']}/{ray.get_runtime_context().get_node_id()[:12]}"
@@ -287,15 +296,36 @@ def tune_searcher(order: DependencyOrder):
 
 @dataclass
 class RunSettings:
-    """How trials are executed (not part of any key)."""
+    """How trials are executed (not part of any key).
+
+    gpus_per_trial: 0 runs every trial on the CPU (whatever GPUs the node has); a share
+    in (0, 1] or a whole number runs it on the GPU Ray assigns; None ("auto") gives each
+    trial the smallest share 1/k that holds its memory estimate (``fno.memory``) on a GPU
+    of ``gpu_memory_gib``.
+    """
 
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float | None = 0.0
     concurrency: int | None = None  # None: as many as the cluster's resources allow at the start
     max_retries: int = 1
-    device: str = "auto"
     verbose: int = 0  # Tune's own console output (0: only our progress lines)
     retry_failed: bool = False  # run keys recorded as failed again (their rows are replaced)
+    gpu_memory_gib: float | None = None  # per GPU; needed by gpus_per_trial=None
+    bf16: bool = False  # CUDA trials: bf16 autocast (recorded in the results)
+    tf32: bool = False  # CUDA trials: TF32 matmuls (recorded in the results)
+
+    @property
+    def device(self) -> str:
+        """The device every trial of this run uses: cuda with a GPU request, else cpu."""
+        return "cpu" if self.gpus_per_trial == 0 else "cuda"
+
+    def gpu_share(self, trial: PlannedTrial) -> float:
+        """The GPUs ``trial`` asks Ray for: the fixed request, or its share by the memory rule."""
+        if self.gpus_per_trial is not None:
+            return self.gpus_per_trial
+        if not self.gpu_memory_gib:
+            raise ValueError("--gpus-per-trial auto needs the GPU memory (--gpu-memory-gib)")
+        return gpu_share(trial_memory(trial.config).total, int(self.gpu_memory_gib * 2**30))
 
 
 def run_trials(
@@ -317,7 +347,8 @@ def run_trials(
     cost = {t.key: trial_flops(t) for t in pending}
     pending.sort(key=lambda t: (bool(t.pretrained_key), -cost[t.key]))  # stable
     if settings.concurrency is None:
-        settings = replace(settings, concurrency=resource_slots(settings))
+        smallest = min((settings.gpu_share(t) for t in pending), default=0.0)
+        settings = replace(settings, concurrency=resource_slots(settings, smallest))
     recorder = Recorder(results_dir, sweep, Progress(len(pending), settings.concurrency, cost))
     for lo in range(0, len(pending), TRIAL_BATCH):
         batch = pending[lo : lo + TRIAL_BATCH]
@@ -330,23 +361,34 @@ def run_trials(
     return recorder.progress.counts
 
 
-def resource_slots(settings: RunSettings) -> int:
+def resource_slots(settings: RunSettings, smallest_share: float | None = None) -> int:
     """How many trials the connected Ray cluster can run at once, by CPUs and GPUs per trial.
 
     Given to Tune as max_concurrent_trials: with a custom searcher and no limit, Tune
-    keeps only one trial pending, which starts trials one at a time.
+    keeps only one trial pending, which starts trials one at a time. smallest_share:
+    the smallest GPU request of the run (default: the fixed one).
     """
     import ray
 
+    if smallest_share is None:
+        smallest_share = settings.gpus_per_trial or 0.0
+
     total = ray.cluster_resources()
-    slots = total.get("CPU", 1.0) // settings.cpus_per_trial if settings.cpus_per_trial > 0 else math.inf
-    if settings.gpus_per_trial > 0:
-        slots = min(slots, total.get("GPU", 0.0) // settings.gpus_per_trial)
+    return packed_slots(total.get("CPU", 1.0), total.get("GPU", 0.0), settings.cpus_per_trial, smallest_share)
+
+
+def packed_slots(cpus: float, gpus: float, cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """Trials that fit at once: floor(resources / request) on each resource, with a
+    tolerance for binary fractions (1.0 // 0.2 is 4.0 in floating point; Ray packs 5)."""
+    slots = math.floor(cpus / cpus_per_trial + 1e-9) if cpus_per_trial > 0 else math.inf
+    if gpus_per_trial > 0:
+        slots = min(slots, math.floor(gpus / gpus_per_trial + 1e-9))
     return max(1, int(min(slots, 10_000)))
 
 
 def _run_batch(batch, status, sweep, sweep_dir, settings, recorder) -> None:
     from ray import tune
+    from ray.tune.execution.placement_groups import PlacementGroupFactory
 
     specs = _prepare(batch, status, sweep_dir, settings, recorder)
     if not specs:
@@ -357,7 +399,9 @@ def _run_batch(batch, status, sweep, sweep_dir, settings, recorder) -> None:
     def planned_of(tune_trial) -> PlannedTrial:
         return planned[tune_trial.config["trial"]["key"]]
 
-    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    def resources(config: dict) -> PlacementGroupFactory:  # each trial its own GPU share
+        return PlacementGroupFactory([{"CPU": settings.cpus_per_trial, "GPU": config["trial"]["gpus"]}])
+
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
         tune_config=tune.TuneConfig(
@@ -401,7 +445,8 @@ def _prepare(batch, status, sweep_dir, settings, recorder):
                 recorder.record(trial, None, error)
                 continue
         config = worker_config(trial, sweep_dir, settings)
-        runnable.append((trial, {"key": trial.key, "config": config, "out_dir": out_dir}))
+        spec = {"key": trial.key, "config": config, "out_dir": out_dir, "gpus": settings.gpu_share(trial)}
+        runnable.append((trial, spec))
     return runnable
 
 
@@ -409,7 +454,14 @@ def worker_config(trial: PlannedTrial, sweep_dir: Path, settings: RunSettings) -
     """The TrialConfig fields a worker runs: the trial's, its execution settings, and the
     absolute path of its pre-trained checkpoint (if any) under ``sweep_dir``."""
     config = trial.config.to_dict()
-    config.update(device=settings.device, threads=max(1, int(settings.cpus_per_trial)))
+    share = settings.gpu_share(trial)
+    config.update(
+        device=settings.device,  # cpu without a GPU request, even where the node has GPUs
+        threads=max(1, int(settings.cpus_per_trial)),
+        gpu_share=min(share, 1.0) if share > 0 else None,
+        bf16=settings.bf16,
+        tf32=settings.tf32,
+    )
     if trial.pretrained_key:
         config["pretrained"] = str(checkpoint_path(sweep_dir, trial.pretrained_key).resolve())
     return config

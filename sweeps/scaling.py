@@ -53,10 +53,14 @@ def plan(args: argparse.Namespace):
     preset = Preset.load(args.preset, parse_overrides(args.set))
     trials = expand(preset)
     sweep = args.sweep or preset.name
-    return preset, trials, sweep, output_base(args) / sweep
+    base = output_base(args)
+    settings = run_settings(args)
+    for trial in trials:  # a trial too large for any share fails here, before Ray starts
+        settings.gpu_share(trial)
+    return preset, trials, sweep, base / sweep
 
 
-def print_plan(preset, trials, sweep_dir: Path, throughput: float | None) -> None:
+def print_plan(preset, trials, sweep_dir: Path, throughput: float | None, settings=None) -> None:
     from collections import Counter
 
     done = finished_keys(sweep_dir / "results")
@@ -80,9 +84,22 @@ def print_plan(preset, trials, sweep_dir: Path, throughput: float | None) -> Non
             f"  stage {stage}: {by_stage[stage]} trials ({', '.join(f'{k} {v}' for k, v in sorted(modes.items()))})"
             f"{budget}"
         )
+    if settings is not None and settings.gpus_per_trial != 0:
+        shares = Counter(settings.gpu_share(t) for t in pending)
+        listed = ", ".join(f"{share:.3g} GPU for {count}" for share, count in sorted(shares.items()))
+        rule = "by the memory rule, fno.memory" if settings.gpus_per_trial is None else "fixed"
+        print(f"  GPU requests ({rule}): {listed}")
     flops = estimate_flops(pending)
-    rate = throughput or _measure_throughput()
-    print(f"  compute to run: {flops:.3g} FLOP; at {rate:.3g} FLOP/s per trial: {flops / rate / 3600:.2f} trial-hours")
+    on_gpu = settings is not None and settings.gpus_per_trial != 0
+    rate = throughput or _measure_throughput("cuda" if on_gpu else "cpu")
+    if rate is None:
+        print(f"  compute to run: {flops:.3g} FLOP (no GPU here to measure a rate on: pass --throughput)")
+        return
+    where = "GPU" if on_gpu else "CPU"
+    print(
+        f"  compute to run: {flops:.3g} FLOP; at {rate:.3g} FLOP/s per trial ({where}, measured here unless "
+        f"--throughput): {flops / rate / 3600:.2f} trial-hours"
+    )
 
 
 def _budget_text(config) -> str:
@@ -94,23 +111,37 @@ def _budget_text(config) -> str:
     return f"{config.epochs:g} epochs at batch min({config.batch_size}, N){bounds}"
 
 
-def _measure_throughput() -> float:
-    """Sustained training FLOP/s of one small FNO step on this machine (a rough scale)."""
+def _measure_throughput(device: str = "cpu") -> float | None:
+    """Sustained training FLOP/s of one FNO step on this machine's CPU or GPU (a rough
+    scale: a small model on the CPU, a mid-sized one at 64 x 64 on the GPU); None where
+    a GPU rate is asked for and this machine has none."""
     import torch
 
     from fno.model import FNO2d
     from fno.train import make_optimizer
 
-    model = FNO2d(4, 1, 16, 6)
+    if device == "cuda" and not torch.cuda.is_available():
+        return None
+    width, modes, n, batch = (16, 6, 32, 16) if device == "cpu" else (64, 16, 64, 64)
+    model = FNO2d(4, 1, width, modes).to(device)
     optimizer = make_optimizer(model, lr=1e-3)  # as trials train
-    x, y = torch.randn(16, 4, 32, 32), torch.randn(16, 1, 32, 32)
-    start, steps = time.perf_counter(), 0
-    while time.perf_counter() - start < 1.0:
+    x, y = torch.randn(batch, 4, n, n, device=device), torch.randn(batch, 1, n, n, device=device)
+
+    def step() -> None:
         optimizer.zero_grad()
         torch.nn.functional.mse_loss(model(x), y).backward()
         optimizer.step()
+
+    step()  # warm-up: kernels, FFT plans
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start, steps = time.perf_counter(), 0
+    while time.perf_counter() - start < 1.0:
+        step()
         steps += 1
-    return 3 * 16 * steps * model.config.flops_per_sample(32) / (time.perf_counter() - start)
+        if device == "cuda":
+            torch.cuda.synchronize()
+    return 3 * batch * steps * model.config.flops_per_sample(n) / (time.perf_counter() - start)
 
 
 def main(argv=None) -> int:
@@ -121,7 +152,7 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print_plan(preset, trials, sweep_dir, args.throughput)
+        print_plan(preset, trials, sweep_dir, args.throughput, run_settings(args))
         return 0
     started = time.perf_counter()
     done = finished_keys(sweep_dir / "results", include_failed=not args.retry_failed)

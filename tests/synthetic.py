@@ -30,7 +30,7 @@ def results_table(curves: dict, lrs=(1e-3,), seeds=(0,), noise=0.0, rng=None, n_
     return pd.DataFrame(rows)
 
 
-def result_row(mode, width, n, lr, seed, test, val, status="ok", error=""):
+def result_row(mode, width, n, lr, seed, test, val, status="ok", error="", data_seed=0):
     row = {field.name: None for field in SCHEMA}
     row.update(
         key=f"{mode}-{width}-{n}-{lr}-{seed}",
@@ -46,6 +46,7 @@ def result_row(mode, width, n, lr, seed, test, val, status="ok", error=""):
         n_train=n,
         lr=lr,
         seed=seed,
+        data_seed=data_seed,
         pretrain_family="poisson" if mode in ("finetune", "zeroshot") else "",
         val_rel_l2=val,
         test_rel_l2=test,

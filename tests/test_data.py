@@ -1,6 +1,8 @@
 """The dataset layer: purity, splits, nesting, cache integrity, validation, normalisation."""
 
 import json
+import os
+import time
 import warnings
 
 import numpy as np
@@ -137,7 +139,7 @@ def test_cache_round_trip_slices_and_extends(cache_dir):
     assert torch.equal(smaller.solution, first.solution[:4])
     larger = data.load_fields(s.with_samples(16))  # generates only the tail
     assert torch.equal(larger.solution, data.generate_fields(s.with_samples(16)).solution)
-    assert len(list(cache_dir.glob("*.npz"))) == 2  # the replaced arrays stay for a grace period
+    assert len(list(cache_dir.glob("*.bin"))) == 2  # the replaced arrays stay for a grace period
     assert json.loads(next(cache_dir.glob("*.json")).read_text())["n_samples"] == 16
 
 
@@ -152,7 +154,7 @@ def test_stale_arrays_are_removed_after_the_grace_period(cache_dir, monkeypatch)
     data.load_fields(s)
     monkeypatch.setattr(data, "STALE_GRACE_S", -1.0)
     data.load_fields(s.with_samples(5))
-    assert len(list(cache_dir.glob("*.npz"))) == 1
+    assert len(list(cache_dir.glob("*.bin"))) == 1
     assert not list(cache_dir.glob(".*.tmp"))  # no temp files left behind
 
 
@@ -182,11 +184,45 @@ def _load_in_worker(args):
     data.load_fields(DatasetSpec.from_dict(spec_dict).with_samples(n), cache_dir=cache)
 
 
+def test_an_entry_is_hashed_once_per_node_and_read_as_a_slice(cache_dir, monkeypatch):
+    s = spec("advdiff", n_samples=12)
+    data.load_fields(s)
+    hashed = []
+    original = data._sha256
+    monkeypatch.setattr(data, "_sha256", lambda path: hashed.append(path) or original(path))
+    for n in (12, 5, 1):
+        assert torch.equal(data.load_fields(s.with_samples(n)).source, data.generate_fields(s).source[:n])
+    assert hashed == []  # verified when written; the marker stands for it
+    arrays = next(cache_dir.glob("*.bin"))
+    os.utime(arrays, ns=(arrays.stat().st_atime_ns, arrays.stat().st_mtime_ns + 1))  # touched: verify again
+    data.load_fields(s.with_samples(3))
+    assert hashed == [arrays]
+
+
+def test_trials_starting_together_generate_a_set_once(cache_dir, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    generated = []
+    original = data.generate_fields
+
+    def slow_generate(*args, **kwargs):
+        generated.append(1)
+        time.sleep(0.3)  # long enough for the others to arrive while it runs
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(data, "generate_fields", slow_generate)
+    s = spec(n_samples=6)
+    with ThreadPoolExecutor(3) as pool:
+        loaded = list(pool.map(lambda _: data.load_fields(s), range(3)))
+    assert len(generated) == 1
+    assert all(torch.equal(f.solution, loaded[0].solution) for f in loaded)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage_manifest", "missing_arrays"])
 def test_corrupt_cache_is_detected_and_regenerated(cache_dir, damage):
     s = spec(n_samples=6)
     good = data.load_fields(s)
-    arrays = next(cache_dir.glob("*.npz"))
+    arrays = next(cache_dir.glob("*.bin"))
     manifest = next(cache_dir.glob("*.json"))
     if damage == "truncate":
         arrays.write_bytes(arrays.read_bytes()[: arrays.stat().st_size // 2])

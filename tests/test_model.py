@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from fno.model import FNO2d, FNOConfig, Pointwise, SpectralConv2d, max_modes
+from fno.model import FNO2d, FNOConfig, Pointwise, SpectralConv2d, max_modes, real_edge_bins
 
 
 @pytest.mark.parametrize("width,modes,layers", [(8, 4, 4), (16, 4, 2), (12, 6, 3)])
@@ -32,15 +32,31 @@ def test_flops_match_a_counted_forward_pass():
     assert config.flops_per_sample(32) > matmul  # FFTs on top
 
 
+def _explicit_irfft2(z: torch.Tensor, nx: int, ny: int) -> torch.Tensor:
+    """irfft2 as its definition, the same on every device: a complex ifft over x, then
+    y(t) = (1/ny) sum_k w_k Re(Z_k e^(2 pi i k t / ny)), w_k = 1 at the zero and Nyquist
+    frequencies and 2 between (so their imaginary parts cannot count)."""
+    z = torch.fft.ifft(z, n=nx, dim=-2)
+    k = torch.arange(ny // 2 + 1, dtype=torch.float64, device=z.device)
+    t = torch.arange(ny, dtype=torch.float64, device=z.device)
+    weight = torch.full_like(k, 2.0)
+    weight[0] = 1.0
+    if ny % 2 == 0:
+        weight[-1] = 1.0
+    angle = 2 * torch.pi * k[:, None] * t[None, :] / ny  # (ny//2+1, ny)
+    scale = weight[:, None] / ny
+    return z.real @ (torch.cos(angle) * scale).to(z.real.dtype) - z.imag @ (torch.sin(angle) * scale).to(z.real.dtype)
+
+
 def _dense_spectral_conv(layer: SpectralConv2d, x: torch.Tensor) -> torch.Tensor:
     """Reference: full rfft2, a zero spectrum with the two corners filled, irfft2."""
     nx, ny, m = x.shape[-2], x.shape[-1], layer.modes
     x_hat = torch.fft.rfft2(x)
     w = torch.view_as_complex(layer.weight).reshape(2, m, m, layer.in_channels, layer.out_channels)
-    out = torch.zeros(x.shape[0], layer.out_channels, nx, ny // 2 + 1, dtype=x_hat.dtype)
+    out = torch.zeros(x.shape[0], layer.out_channels, nx, ny // 2 + 1, dtype=x_hat.dtype, device=x.device)
     out[:, :, :m, :m] = torch.einsum("bixy,xyio->boxy", x_hat[:, :, :m, :m], w[0])
     out[:, :, nx - m :, :m] = torch.einsum("bixy,xyio->boxy", x_hat[:, :, nx - m :, :m], w[1])
-    return torch.fft.irfft2(out, s=(nx, ny))
+    return _explicit_irfft2(out, nx, ny)
 
 
 @pytest.mark.parametrize("nx,ny,modes", [(16, 16, 4), (17, 17, 4), (16, 15, 8), (20, 9, 5), (8, 8, 4)])
@@ -64,6 +80,35 @@ def test_spectral_conv_gradients_equal_the_dense_reference(nx, ny, modes):
     for a, b in zip(ours, reference, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     assert torch.autograd.gradcheck(layer, (x,))
+
+
+CUDA_CASES = [(n, n, n // 4) for n in (32, 64, 128)] + [(n + 2, n, n // 2 + 1) for n in (32, 64, 128)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("nx,ny,modes", CUDA_CASES)
+def test_spectral_conv_gradients_on_cuda_equal_the_dense_reference(nx, ny, modes):
+    """cuFFT's irfft may read the imaginary parts of the zero and Nyquist bins; the layer
+    clears them, so its hand-written gradient still matches autograd of the reference
+    (whose inverse transform is written out). The (n + 2, n, n/2 + 1) cases keep Nyquist."""
+    torch.manual_seed(0)
+    layer = SpectralConv2d(3, 2, modes).double().cuda()
+    x = torch.randn(2, 3, nx, ny, dtype=torch.float64, device="cuda", requires_grad=True)
+    grad_out = torch.randn(2, 2, nx, ny, dtype=torch.float64, device="cuda")
+    torch.testing.assert_close(layer(x), _dense_spectral_conv(layer, x), rtol=1e-10, atol=1e-12)
+    ours = torch.autograd.grad(layer(x), (x, layer.weight), grad_out)
+    reference = torch.autograd.grad(_dense_spectral_conv(layer, x), (x, layer.weight), grad_out)
+    for a, b in zip(ours, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_the_zero_and_nyquist_bins_are_made_real_before_irfft():
+    z = torch.complex(torch.ones(2, 5), torch.ones(2, 5))
+    cleared = real_edge_bins(z, 8)  # 5 = 8 // 2 + 1 columns: the last is Nyquist
+    assert cleared.imag[:, 0].eq(0).all() and cleared.imag[:, -1].eq(0).all() and cleared.imag[:, 1:-1].eq(1).all()
+    assert real_edge_bins(z, 9).imag[:, -1].eq(1).all()  # odd n has no Nyquist bin
+    assert real_edge_bins(z[:, :3], 8).imag[:, -1].eq(1).all()  # truncated: the last kept bin is not Nyquist
+    torch.testing.assert_close(cleared.real, z.real)
 
 
 def test_pointwise_equals_a_linear_layer_with_and_without_an_addend():

@@ -105,3 +105,39 @@ def test_residuals_correlated_along_n_and_tied_rates_are_warned():
     assert "within seed noise" in fit_curve(n, err, selection=tied)["warning"]
     apart = [{"lrs": (1e-3, 3e-3), "val": [[e] * 3, [2 * e, 2.1 * e, 1.9 * e]], "test": [[e] * 3] * 2} for e in err]
     assert "within seed noise" not in fit_curve(n, err, selection=apart)["warning"]
+
+
+def _offset_tables(unit: str, rng) -> list[dict]:
+    """Selection tables of 8 points, 5 replicates, one rate; each replicate shifts its
+    whole curve by its own factor (noise shared along N, as a data seed's data gives)."""
+    offsets = np.exp(rng.normal(0.0, 0.1, 5))
+    return [{"lrs": (1e-3,), "val": [list(offsets)], "test": [list(offsets)], "unit": unit, "labels": tuple(range(5))}
+            for _ in range(8)]  # fmt: skip
+
+
+def test_several_data_seeds_resample_whole_curves():
+    rng = np.random.default_rng(8)
+    y = np.ones(8)
+    whole = _selection_stage(_offset_tables("data seed", rng), y, 400, np.random.default_rng(1))
+    assert np.corrcoef(whole[:, 0], whole[:, -1])[0, 1] > 0.99  # one draw of data seeds for the whole curve
+    per_point = _selection_stage(_offset_tables("seed", rng), y, 400, np.random.default_rng(1))
+    assert abs(np.corrcoef(per_point[:, 0], per_point[:, -1])[0, 1]) < 0.2  # training seeds: drawn per point
+
+
+def test_whole_curve_intervals_see_noise_shared_along_n():
+    # Five data seeds, each tilting its whole curve: the mean curve is a clean power law
+    # with a shifted exponent, so its residuals are ~0, but the exponent is uncertain.
+    rng = np.random.default_rng(9)
+    tilt = np.linspace(-1.0, 1.0, N_VALUES.size)
+    rows = []
+    for data_seed, z in enumerate(rng.normal(0.0, 0.1, 5)):
+        for n, t in zip(N_VALUES, tilt, strict=True):
+            err = saturating(n, 1.0, 0.5, 0.01) * math.exp(z * t)
+            rows.append(result_row("scratch", 8, int(n), 1e-3, 0, err, err, data_seed=data_seed))
+    df = pd.DataFrame(rows)
+    fit = fit_curves(df, n_boot=400).iloc[0]
+    assert "whole curves (5 data seeds" in fit["notes"] and "correlated" not in fit["warning"]
+    mean_curve = df.groupby("n_train")["test_rel_l2"].mean()
+    alone = fit_curve(mean_curve.index, mean_curve.to_numpy(), n_boot=400)  # one curve: independent residuals
+    assert fit["b_hi"] - fit["b_lo"] > 3 * (alone["b_hi"] - alone["b_lo"])
+    assert fit["b_lo"] <= 0.5 <= fit["b_hi"]

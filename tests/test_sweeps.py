@@ -16,6 +16,7 @@ import pytest
 from fno import results
 from sweeps import scaling
 from sweeps.grid import Preset, expand, trial_flops, trial_key
+from sweeps.runner import result_row
 
 ROOT = Path(__file__).resolve().parent.parent
 # A sweep that runs in seconds: one tiny size, two shifts, N = 8.
@@ -70,6 +71,19 @@ def test_keys_are_stable_and_follow_defining_fields():
     assert trial_key(dataclasses.replace(config, device="cuda", threads=8), trials[5].pretrained_key) == trials[5].key
     assert trial_key(dataclasses.replace(config, lr=config.lr * 2), trials[5].pretrained_key) != trials[5].key
     assert trial_key(config, "another-pretrained-model") != trials[5].key
+
+
+def test_data_seeds_repeat_the_downstream_grid_on_fresh_data():
+    one = expand(Preset.load("cpu"))
+    three = expand(Preset.load("cpu", {"data_seeds": [0, 1, 2], "budget_probe": True}))
+    downstream = [t for t in three if t.stage == "downstream"]
+    assert {t.config.data_seed for t in downstream} == {0, 1, 2}
+    assert len(downstream) == 3 * sum(t.stage == "downstream" for t in one)
+    assert all(t.config.data_seed == 0 for t in three if t.stage in ("pretrain", "probe"))  # one model, one probe
+    assert {t.key for t in one} <= {t.key for t in three}  # data seed 0 keeps its keys
+    assert result_row(downstream[-1], "s", None, "boom")["data_seed"] == 2  # the table says which data
+    with pytest.raises(ValueError, match="data_seeds must be a non-empty list"):
+        Preset.load("cpu", {"data_seeds": []})
 
 
 PINNED_FIRST_KEY = "1db96222c321ab7edd8f66af"  # fixed-step budgets keep older keys: tests/test_budget.py
@@ -269,8 +283,9 @@ def test_a_tiny_sweep_end_to_end_then_resume(tmp_path, capsys):
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_finishes(tmp_path):
-    # CUDA requested on a machine without it: every trial raises at run time.
-    code = scaling.main(["--out", str(tmp_path), "--no-dashboard", "--device", "cuda", "--max-retries", "1", *TINY])
+    # GPU shares on a machine without CUDA (Ray offers a logical GPU): every trial raises at run time.
+    gpu = ["--num-gpus", "1", "--gpus-per-trial", "0.2", "--max-retries", "1"]
+    code = scaling.main(["--out", str(tmp_path), "--no-dashboard", *gpu, *TINY])
     assert code == 0
     df = _sweep_rows(tmp_path)
     assert len(df) == TINY_TRIALS and set(df["status"]) == {"failed"}
@@ -285,8 +300,11 @@ def test_a_failing_trial_is_recorded_and_the_sweep_finishes(tmp_path):
 
 
 def test_requests_that_fit_no_node_are_refused(tmp_path, capsys):
-    with pytest.raises(SystemExit, match=r"a trial asks for 1\.0 CPUs and 1\.0 GPUs, but the largest node has"):
+    with pytest.raises(SystemExit, match=r"a trial asks for 1 CPUs and 1 GPUs, but the largest node has"):
         scaling.main(["--out", str(tmp_path), "--no-dashboard", "--gpus-per-trial", "1", *TINY])
+    auto = ["--gpus-per-trial", "auto", "--gpu-memory-gib", "80"]
+    with pytest.raises(SystemExit, match=r"asks for 1 CPUs and a share of a GPU \(auto\), but the largest node"):
+        scaling.main(["--out", str(tmp_path), "--no-dashboard", *auto, *TINY])
 
 
 def test_killed_driver_resumes_without_duplicates(tmp_path):
@@ -336,7 +354,7 @@ def test_two_node_cluster_on_loopback(tmp_path):
     common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1"]
     nodes = [
         subprocess.Popen(
-            [ray_cli, "start", "--head", "--port", str(port), "--include-dashboard=false", *common],
+            [ray_cli, "start", "--head", "--port", str(port), "--include-dashboard=false", "--num-gpus", "1", *common],
             start_new_session=True,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -363,6 +381,38 @@ def test_two_node_cluster_on_loopback(tmp_path):
             time.sleep(1)
         else:
             pytest.fail("the worker node did not join the head node")
+        # A logical GPU on the head: 0.2 GPU per trial packs 5 on it (not 1.0 // 0.2 = 4), and Ray
+        # runs 5 such tasks at once.
+        packing = f"""
+import time, ray
+from sweeps.runner import RunSettings, resource_slots
+ray.init(address={address!r})
+print(resource_slots(RunSettings(cpus_per_trial=0.1, gpus_per_trial=0.2)))
+
+@ray.remote(num_cpus=0)
+class Barrier:
+    def __init__(self):
+        self.n = 0
+    def arrive(self):
+        self.n += 1
+    def count(self):
+        return self.n
+
+@ray.remote(num_cpus=0.1, num_gpus=0.2)
+def meet(barrier):  # True only if all five run at the same time
+    ray.get(barrier.arrive.remote())
+    deadline = time.time() + 60
+    while ray.get(barrier.count.remote()) < 5 and time.time() < deadline:
+        time.sleep(0.1)
+    return ray.get(barrier.count.remote()) >= 5
+
+barrier = Barrier.remote()
+print(all(ray.get([meet.remote(barrier) for _ in range(5)])))
+"""
+        packed = subprocess.run(
+            [sys.executable, "-c", packing], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT
+        )
+        assert packed.stdout.split() == ["5", "True"], packed.stderr[-2000:]
         sweep = [sys.executable, str(ROOT / "sweeps" / "scaling.py"), "--cluster", "--address", address, *TINY]
         refused = subprocess.run(
             [*sweep, "--out", str(tmp_path / "local")], capture_output=True, text=True, env=env, timeout=120
@@ -376,6 +426,7 @@ def test_two_node_cluster_on_loopback(tmp_path):
         df = _sweep_rows(tmp_path / "shared")
         assert len(df) == TINY_TRIALS and set(df["status"]) == {"ok"}
         assert df["node"].nunique() == 2, df["node"].tolist()  # trials ran on both nodes
+        assert set(df["device"]) == {"cpu"}  # no GPU request: the CPU, though the head offers a GPU
         # The Optuna search joins the same cluster the same way.
         search = [sys.executable, str(ROOT / "sweeps" / "hpo.py"), "--cluster", "--address", address, *TINY]
         search += ["--family", "poisson", "--size", "w8-m4", "--mode", "finetune", "--n-train", "8", "--trials", "2"]

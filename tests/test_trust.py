@@ -127,6 +127,16 @@ def test_the_share_of_failed_trials_is_reported_per_curve():
     assert "2 of 8 trials (25%) not ok" in failed["message"].item()
 
 
+def test_a_sweep_with_one_data_seed_is_flagged_once_and_several_are_not():
+    df = results_table({("scratch", 8): (1.0, 0.5, 0.01)}, n_values=N_SMALL, noise=0.05)
+    one = _flags(df)
+    flagged = one[one["check"] == "one data seed"]
+    assert len(flagged) == 1 and flagged["family"].item() == "" and "data_seeds" in flagged["message"].item()
+    again = df.assign(data_seed=1, key=df["key"] + "-d1", test_rel_l2=df["test_rel_l2"] * 1.05)
+    several = _flags(pd.concat([df, again], ignore_index=True))
+    assert not (several["check"] == "one data seed").any()
+
+
 def _mixture_table() -> pd.DataFrame:
     """Two architectures; fine-tuned from poisson (native layout) and from the mixture
     (union layout: more lifting parameters), and scratch."""

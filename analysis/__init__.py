@@ -1,0 +1,1 @@
+"""fno_analysis (the repository's analysis/ folder): learning-curve fits, gains, diagnostics, the report."""

@@ -28,10 +28,10 @@ mode) and the points (N values) it concerns, with a sentence a reader can act on
   a curve trained on nested subsets of one training set and was tested on one test
   set: their noise is shared along N, which one curve's residuals cannot show, and the
   intervals are narrower than they should be. Several data seeds make the bootstrap
-  resample whole curves (``analysis.fit``). One flag for the sweep.
+  resample whole curves (``fno_analysis.fit``). One flag for the sweep.
 
 ``diagnose(df, points, fits)`` returns one row per flag; ``floor_artefacts(flags)`` the
-curves whose scratch floor is suspect, for ``analysis.fit.data_efficiency_gain``.
+curves whose scratch floor is suspect, for ``fno_analysis.fit.data_efficiency_gain``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.points import CURVE_KEYS, FITTED_MODES, POINT_KEYS, SIZE_KEYS
+from fno_analysis.points import CURVE_KEYS, FITTED_MODES, POINT_KEYS, SIZE_KEYS
 
 UNDERTRAINED_TAIL = 0.9  # "the last 10% of the budget" starts here
 UNDERTRAINED_DROP = 0.01  # "still falling": the final evaluation at least 1% below the one at 90%

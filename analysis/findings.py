@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.points import SHIFT_ORDER, SIZE_KEYS, ordered_shifts
+from fno_analysis.points import SHIFT_ORDER, SIZE_KEYS, ordered_shifts
 
 # Student t 97.5% quantiles for 1..30 degrees of freedom (beyond: the normal's 1.96).
 T975 = (

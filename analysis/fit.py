@@ -1,7 +1,7 @@
 """Learning-curve fits of a sweep's results: err(N) = a N^(-b) + c, with bootstrap intervals.
 
 Conventions
-- Points and curves are those of ``analysis.points`` (the learning rate of a point is
+- Points and curves are those of ``fno_analysis.points`` (the learning rate of a point is
   chosen by validation error; a model size is its architecture).
 - Fits are least squares on the log scale, sum (log f(N_i) - log y_i)^2, the scale the
   bootstrap resamples, so small errors weigh as much as large ones and log-normal noise
@@ -31,8 +31,8 @@ Conventions
   (non-finite studentized values) and any fall-back to percentile intervals are
   counted in ``warning``.
 
-Python API: ``fit_curve(n, err)``, ``fit_curves(df)``; points in ``analysis.points``,
-gains in ``analysis.gains``. CLI: ``python analysis/fit.py <out>/<sweep> [--target-error E]``.
+Python API: ``fit_curve(n, err)``, ``fit_curves(df)``; points in ``fno_analysis.points``,
+gains in ``fno_analysis.gains``. CLI: ``python analysis/fit.py <out>/<sweep> [--target-error E]``.
 """
 
 from __future__ import annotations
@@ -42,15 +42,11 @@ import math
 import sys
 import zlib
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analysis.points import CURVE_KEYS, FITTED_MODES, SIZE_KEYS, read_table, select_points
+from fno_analysis.points import CURVE_KEYS, FITTED_MODES, SIZE_KEYS, read_table, select_points
 
 B_MAX = 3.0  # largest exponent searched; a fit that ends there has not converged
 B_LOW = 0.02  # an exponent below this: no decay resolved
@@ -328,7 +324,7 @@ def fit_curve(
     """Fit one learning curve; see the module docstring. Returns a dict of the fit's columns.
 
     n, err: the points (err: the chosen rate's mean over seeds). selection: per point, the
-    selection table of ``analysis.points`` (or None); seed_errors: the simpler form, per
+    selection table of ``fno_analysis.points`` (or None); seed_errors: the simpler form, per
     point the seeds' errors of its one rate. With several seeds either makes the
     bootstrap resample them.
     """
@@ -481,7 +477,7 @@ def fit_curves(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, points: pd.Da
     a fit without it), the pure power law (a_pow, b_pow, b_pow_lo, b_pow_hi,
     rms_log_residual_pow), ``warning`` (what makes the fit doubtful; empty if nothing),
     ``notes`` (how the intervals were made) and ``boot`` (the (n_boot, 3) replicates of
-    a, b, c, for ``analysis.gains``). ``points``: ``select_points(df)`` if already computed.
+    a, b, c, for ``fno_analysis.gains``). ``points``: ``select_points(df)`` if already computed.
     """
     if n_boot < 20:
         raise ValueError(f"n_boot must be at least 20 for a 95% interval, got {n_boot}")
@@ -508,7 +504,7 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from analysis.gains import data_efficiency_gain
+    from fno_analysis.gains import data_efficiency_gain
 
     parser = argparse.ArgumentParser(description="Power-law fits and data-efficiency gains of a sweep's results.")
     parser.add_argument("results", help="a sweep folder <out>/<sweep>, its results folder, or a Parquet file")

@@ -12,7 +12,7 @@ floor c). The gain N_scratch(e) / N_finetune(e) is then
 | > N_max(sc)         | >= N_max(sc)/n_ft | >= N_max(sc)/N_min(ft)| undetermined       |
 | <= N_min(sc)        | <= N_min(sc)/n_ft | undetermined          | <= N_min(sc)/N_max(ft) |
 
-and a scratch curve past its largest N whose floor is suspect (``analysis.diagnostics``)
+and a scratch curve past its largest N whose floor is suspect (``fno_analysis.diagnostics``)
 makes the gain "not measurable with this budget". Never a bare 0 or inf. A measured
 gain's 95% interval comes from the paired bootstrap replicates of the two fits.
 """
@@ -24,8 +24,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.fit import B_LOW, CONFIDENCE, _interval, fit_curves, saturating
-from analysis.points import CURVE_KEYS, SIZE_KEYS, check_columns
+from fno_analysis.fit import B_LOW, CONFIDENCE, _interval, fit_curves, saturating
+from fno_analysis.points import CURVE_KEYS, SIZE_KEYS, check_columns
 
 RANGE_SLACK = 1e-9  # relative tolerance of "inside the measured range"
 GAIN_VERDICTS = {

@@ -11,7 +11,7 @@ the union layout and has a larger lifting layer).
 
 Each point also carries its *selection table* (the validation and test errors of every
 eligible rate at every seed, seeds aligned), so that the bootstrap can resample seeds
-and choose the rate again in every replicate (``analysis.fit``).
+and choose the rate again in every replicate (``fno_analysis.fit``).
 """
 
 from __future__ import annotations

@@ -30,14 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analysis.diagnostics import CHECKS, diagnose, floor_artefacts, probe_table
-from analysis.findings import Findings, build_findings
-from analysis.fit import add_fit_arguments, fit_curves, saturating
-from analysis.gains import GAIN_VERDICTS, data_efficiency_gain
-from analysis.points import (
+from fno_analysis.diagnostics import CHECKS, diagnose, floor_artefacts, probe_table
+from fno_analysis.findings import Findings, build_findings
+from fno_analysis.fit import add_fit_arguments, fit_curves, saturating
+from fno_analysis.gains import GAIN_VERDICTS, data_efficiency_gain
+from fno_analysis.points import (
     CURVE_KEYS,
     REQUIRED_COLUMNS,
     SIZE_KEYS,
@@ -62,7 +59,7 @@ class Report:
     fits: pd.DataFrame
     gains: pd.DataFrame
     health: pd.DataFrame
-    flags: pd.DataFrame  # the diagnostics (analysis.diagnostics.diagnose)
+    flags: pd.DataFrame  # the diagnostics (fno_analysis.diagnostics.diagnose)
     findings: Findings
     probes: pd.DataFrame  # budget probes beside their base trials (empty without)
     target_error: float | None = None  # the gain's target; None: per (family, shift), fit.default_targets

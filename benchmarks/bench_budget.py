@@ -21,11 +21,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from fno.config import parse_overrides
 from fno.train import TrialConfig
-from sweeps.grid import Preset, expand, scaled_budget
+from fno_sweeps.grid import Preset, expand, scaled_budget
 
 
 def _run(config: dict) -> dict:

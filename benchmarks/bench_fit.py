@@ -1,8 +1,8 @@
 """Calibration of the learning-curve fits and gains: interval coverage on synthetic sweeps.
 
 Each case draws ``--replicates`` synthetic sweeps from known curves, runs the analysis
-(``analysis.points.select_points``, ``analysis.fit.fit_curves``,
-``analysis.gains.data_efficiency_gain``) and counts how often the 95% intervals hold
+(``fno_analysis.points.select_points``, ``fno_analysis.fit.fit_curves``,
+``fno_analysis.gains.data_efficiency_gain``) and counts how often the 95% intervals hold
 the true exponent b, the true floor c and the true gain at the target error, and how
 often the fit raised a warning. A case's noise is log-normal, per point; cases vary
 it: equal across N, falling with N (heteroscedastic), correlated along N (AR(1), as
@@ -19,16 +19,13 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analysis.fit import fit_curves, saturating
-from analysis.gains import data_efficiency_gain, examples_needed
-from analysis.points import select_points
+from fno_analysis.fit import fit_curves, saturating
+from fno_analysis.gains import data_efficiency_gain, examples_needed
+from fno_analysis.points import select_points
 
 N13 = tuple(2.0 ** np.arange(3, 16))
 

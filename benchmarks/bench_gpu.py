@@ -26,11 +26,8 @@ import sys
 import threading
 import time
 import warnings
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fno.data import load_fields
 from fno.memory import trial_memory

@@ -1,4 +1,4 @@
-"""Time the analysis report on a large synthetic results table (issue goal: 100,000 rows in < 30 s).
+"""Time the analysis report on a large synthetic results table (goal: 100,000 rows in under 30 s).
 
 The table has the results schema and a paper-like grid: 3 families x 3 shifts x 6
 model sizes x 13 N x 5 learning rates x 10 seeds for scratch and for fine-tuning from
@@ -14,7 +14,6 @@ The last part times what compaction avoids: reading rows stored one file per row
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from itertools import product
@@ -25,11 +24,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analysis.points import read_table
-from analysis.report import build_report, write_html, write_summary
 from fno.results import PART_PREFIX, SCHEMA, read_results, write_row
+from fno_analysis.points import read_table
+from fno_analysis.report import build_report, write_html, write_summary
 
 FAMILIES = ("poisson", "advdiff", "helmholtz")
 SHIFTS = ("none", "moderate", "large")

@@ -1,6 +1,6 @@
 """Orchestration overhead of a sweep: wall time against the trials' own time.
 
-Runs ``python sweeps/scaling.py`` (the ``cpu`` preset by default) into a fresh folder,
+Runs ``python -m fno_sweeps.scaling`` (the ``cpu`` preset by default) into a fresh folder,
 timing the whole command (Ray's start and shutdown included), then reads the results
 table and compares:
 
@@ -27,10 +27,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from fno.results import read_results  # noqa: E402
+from fno.results import read_results
 
 
 def main() -> None:
@@ -42,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or tmp
-        cmd = [sys.executable, str(ROOT / "sweeps" / "scaling.py"), "--preset", args.preset, "--out", out]
+        cmd = [sys.executable, "-m", "fno_sweeps.scaling", "--preset", args.preset, "--out", out]
         cmd += ["--concurrency", str(args.slots), "--no-dashboard"]
         for item in args.set:
             cmd += ["--set", item]

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The GPU checks of docs/gpu.md, as one script for a machine with one CUDA GPU and a
-# Python that has torch, numpy, pyarrow, tqdm and pytest (Ray is not needed):
+# Python that has torch, numpy, pyarrow, pandas, tqdm and pytest (Ray is not needed):
 #   bash benchmarks/gpu_checks.sh [OUT_DIR]
 # Prints everything and writes it to OUT_DIR/gpu-checks.txt.
 set -uo pipefail
 out=${1:-out}
 mkdir -p "$out"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
+# The project itself, without its dependencies (a GPU image has torch; Ray is not needed).
+"$py" -c "import fno_sweeps" 2>/dev/null || "$py" -m pip install --quiet --no-deps --no-build-isolation -e . || exit 1
 {
   date -u
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv

@@ -224,7 +224,7 @@ def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
 
 @dataclass
 class TrialResult:
-    """What one trial produced; fields follow the results schema of DESIGN.md."""
+    """What one trial produced; fields follow the results schema (fno.results.SCHEMA)."""
 
     mode: str
     status: str  # ok | diverged

@@ -1,21 +1,21 @@
 """Ray for both entry points (scaling.py, hpo.py): flags, start or join, resource checks.
 
 A local run starts a private Ray instance bound to 127.0.0.1 with token authentication
-on (Ray 2.60's default); ``--cluster`` joins an existing cluster and ships this
-repository to the workers through Ray's runtime environment.
+on (Ray 2.60's default); its workers import the installed packages. ``--cluster`` joins
+an existing cluster and ships the driver's copies of the three packages (fno,
+fno_sweeps, fno_analysis) to the workers through Ray's runtime environment, so that
+workers need the dependencies installed, not this project.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
-from sweeps.runner import RunSettings
-
-ROOT = Path(__file__).resolve().parent.parent
-# What a worker on another node does not need of this repository.
-RUNTIME_EXCLUDES = [".git", ".venv", ".ci/venv", "out", "data", "**/__pycache__", "*.parquet", "*.pt", "*.journal"]
+from fno_sweeps.runner import RunSettings
 
 
 def add_ray_arguments(p: argparse.ArgumentParser) -> None:
@@ -124,9 +124,8 @@ def start_ray(args: argparse.Namespace) -> None:
         # below gets token authentication by default and writes its own token.
         os.environ.setdefault("RAY_AUTH_MODE", "token")
         address = args.address or os.environ.get("RAY_ADDRESS") or "auto"
-        ray.init(
-            address=address, runtime_env={"working_dir": str(ROOT), "excludes": RUNTIME_EXCLUDES}, log_to_driver=False
-        )
+        with tempfile.TemporaryDirectory(prefix="fno-scaling-modules-") as stage:
+            ray.init(address=address, runtime_env={"py_modules": _staged_packages(Path(stage))}, log_to_driver=False)
         nodes = [n for n in ray.nodes() if n["Alive"]]
         if len(nodes) > 1 and not args.storage:
             ray.shutdown()
@@ -145,7 +144,6 @@ def start_ray(args: argparse.Namespace) -> None:
         include_dashboard=not args.no_dashboard,
         dashboard_host=args.dashboard_host,
         _node_ip_address="127.0.0.1",
-        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
         log_to_driver=False,
     )
     if not args.no_dashboard and context.dashboard_url:
@@ -153,6 +151,22 @@ def start_ray(args: argparse.Namespace) -> None:
             f"Ray dashboard: http://{context.dashboard_url} (sign in with the token that "
             "`ray get-auth-token` prints; it is in ~/.ray/auth_token)"
         )
+
+
+def _staged_packages(stage: Path) -> list[str]:
+    """Copies of the three import packages in ``stage``, each in a folder named by its
+    import name (Ray's py_modules names a module by its folder, and two of the source
+    folders are named otherwise: sweeps/, analysis/). Ray uploads them in ray.init."""
+    import fno
+    import fno_analysis
+    import fno_sweeps
+
+    paths = []
+    for module in (fno, fno_sweeps, fno_analysis):
+        target = stage / module.__name__
+        shutil.copytree(Path(module.__file__).parent, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        paths.append(str(target))
+    return paths
 
 
 def check_resources(args: argparse.Namespace) -> None:

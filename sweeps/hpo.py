@@ -30,16 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make `fno` and `sweeps` importable
-    sys.path.insert(0, str(ROOT))
-
-from fno.config import parse_overrides  # noqa: E402
-from fno.results import statuses  # noqa: E402
-from fno.train import TrialConfig  # noqa: E402
-from sweeps.cluster import add_ray_arguments, check_resources, output_base, run_settings, start_ray  # noqa: E402
-from sweeps.grid import PlannedTrial, Preset, expand, trial_key  # noqa: E402
-from sweeps.runner import (  # noqa: E402
+from fno.config import parse_overrides
+from fno.results import statuses
+from fno.train import TrialConfig
+from fno_sweeps.cluster import add_ray_arguments, check_resources, output_base, run_settings, start_ray
+from fno_sweeps.grid import PlannedTrial, Preset, expand, trial_key
+from fno_sweeps.runner import (
     Progress,
     Recorder,
     RowWriterCallback,
@@ -101,7 +97,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="sampler seed and the trials' training seed")
     p.add_argument("--preset", default="cpu", help="preset giving resolution, data sizes and pre-training")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a preset field")
-    p.add_argument("--out", type=Path, default=ROOT / "out", help="results go to OUT/SWEEP/ (default ./out)")
+    p.add_argument("--out", type=Path, default=Path("out"), help="results go to OUT/SWEEP/ (default ./out)")
     p.add_argument("--sweep", default=None, help="sweep name (default: hpo-FAMILY-SHIFT-SIZE-MODE-nN)")
     add_ray_arguments(p)
     return p.parse_args(argv)

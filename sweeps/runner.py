@@ -35,7 +35,7 @@ from fno.memory import gpu_share, trial_memory
 from fno.model import FNOConfig
 from fno.results import COLUMNS, compact, skip_keys, statuses, write_row
 from fno.train import TrialConfig, run_trial
-from sweeps.grid import PlannedTrial, trial_flops
+from fno_sweeps.grid import PlannedTrial, trial_flops
 
 TRIAL_BATCH = 256  # trials per Tuner.fit(): bounds driver memory and scheduler load on huge grids
 

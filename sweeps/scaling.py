@@ -12,15 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make `fno` and `sweeps` importable
-    sys.path.insert(0, str(ROOT))
-
-from fno.config import parse_overrides  # noqa: E402
-from fno.results import finished_keys  # noqa: E402
-from sweeps.cluster import add_ray_arguments, check_resources, output_base, run_settings, start_ray  # noqa: E402
-from sweeps.grid import Preset, estimate_flops, expand  # noqa: E402
-from sweeps.runner import run_trials  # noqa: E402
+from fno.config import parse_overrides
+from fno.results import finished_keys
+from fno_sweeps.cluster import add_ray_arguments, check_resources, output_base, run_settings, start_ray
+from fno_sweeps.grid import Preset, estimate_flops, expand
+from fno_sweeps.runner import run_trials
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="override a preset field: --set n_train=[16,64] --set pretrain.steps=200",
     )
-    p.add_argument("--out", type=Path, default=ROOT / "out", help="results go to OUT/SWEEP/ (default ./out)")
+    p.add_argument("--out", type=Path, default=Path("out"), help="results go to OUT/SWEEP/ (default ./out)")
     p.add_argument("--sweep", default=None, help="sweep name (default: the preset's name)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and a compute estimate; run nothing")
     p.add_argument(
@@ -184,7 +180,7 @@ def main(argv=None) -> int:
 
 def write_sweep_report(sweep_dir: Path) -> None:
     """The report at the end of a run; a failure here is reported, and the results stay."""
-    from analysis.report import write_report
+    from fno_analysis.report import write_report
 
     try:
         html_path, md_path = write_report(sweep_dir)

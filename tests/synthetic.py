@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.fit import saturating
 from fno.results import SCHEMA
+from fno_analysis.fit import saturating
 
 N_VALUES = 2 ** np.arange(3, 16)  # the paper's N = 2^3 .. 2^15
 

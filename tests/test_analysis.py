@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from synthetic import N_VALUES, result_row, results_table
 
-from analysis.fit import fit_curve, fit_curves, saturating
-from analysis.gains import data_efficiency_gain
-from analysis.points import select_points
+from fno_analysis.fit import fit_curve, fit_curves, saturating
+from fno_analysis.gains import data_efficiency_gain
+from fno_analysis.points import select_points
 
 
 @pytest.mark.parametrize("a,b,c", [(1.0, 0.5, 0.01), (3.0, 0.8, 0.0), (0.5, 0.3, 0.05), (2.0, 1.5, 0.001)])
@@ -143,7 +143,7 @@ def _sweep_table():
 
 
 def test_report_figures_hold_the_tables_data():
-    from analysis.report import build_report
+    from fno_analysis.report import build_report
 
     df = _sweep_table()
     report = build_report(df, n_boot=50)
@@ -196,7 +196,7 @@ def test_report_figures_hold_the_tables_data():
 
 
 def test_report_writes_a_self_contained_html_file_and_a_summary(tmp_path):
-    from analysis.report import main
+    from fno_analysis.report import main
 
     sweep = tmp_path / "synthetic"
     (sweep / "results").mkdir(parents=True)
@@ -212,7 +212,7 @@ def test_report_writes_a_self_contained_html_file_and_a_summary(tmp_path):
 
 
 def test_report_refuses_a_table_without_required_columns(tmp_path, capsys):
-    from analysis.report import build_report, main
+    from fno_analysis.report import build_report, main
 
     with pytest.raises(ValueError, match=r"lacks required columns \['status'\]"):
         build_report(_sweep_table().drop(columns=["status"]))

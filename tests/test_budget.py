@@ -5,7 +5,7 @@ import math
 import pytest
 
 from fno.train import TrialConfig, budget_steps, run_trial
-from sweeps.grid import Preset, expand, scaled_budget
+from fno_sweeps.grid import Preset, expand, scaled_budget
 
 # The `cpu` preset as it was before budgets in epochs existed: its keys must not change.
 FIXED_STEP_PRESET = {

@@ -16,14 +16,14 @@ TINY = {"resolution": 16, "width": 8, "modes": 4, "n_val": 8, "n_test": 8, "thre
 
 
 def _planned(**kw):
-    from sweeps.grid import PlannedTrial, trial_key
+    from fno_sweeps.grid import PlannedTrial, trial_key
 
     config = TrialConfig(**{**TINY, "mode": "scratch", "n_train": 16, "steps": 4, **kw})
     return PlannedTrial(trial_key(config), "downstream", "none", config)
 
 
 def test_trials_without_a_gpu_request_run_on_the_cpu_even_where_cuda_is_visible(monkeypatch, tmp_path):
-    from sweeps.runner import RunSettings, worker_config
+    from fno_sweeps.runner import RunSettings, worker_config
 
     # What a worker of a GPU node sees under Ray 2.60 when it asked for no GPU.
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
@@ -38,7 +38,7 @@ def test_trials_without_a_gpu_request_run_on_the_cpu_even_where_cuda_is_visible(
 
 
 def _args(**kw) -> argparse.Namespace:
-    from sweeps.cluster import add_ray_arguments
+    from fno_sweeps.cluster import add_ray_arguments
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="out")
@@ -59,7 +59,7 @@ def _args(**kw) -> argparse.Namespace:
     ],
 )
 def test_contradictory_device_flags_are_refused(kw, match):
-    from sweeps.cluster import output_base
+    from fno_sweeps.cluster import output_base
 
     with pytest.raises(ValueError, match=match):
         output_base(_args(**kw))
@@ -67,7 +67,7 @@ def test_contradictory_device_flags_are_refused(kw, match):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="reads the GPU memory where there is a GPU")
 def test_auto_shares_need_the_gpu_memory_where_the_driver_has_no_gpu():
-    from sweeps.cluster import _gpu_request, output_base
+    from fno_sweeps.cluster import _gpu_request, output_base
 
     assert _gpu_request("auto") is None and _gpu_request("0.25") == 0.25
     with pytest.raises(ValueError, match="needs --gpu-memory-gib"):
@@ -99,7 +99,7 @@ def test_gpu_shares_follow_the_memory_rule():
     assert memory.gpu_share(70 * gib, 80 * gib) == 1.0
     with pytest.raises(ValueError, match=r"needs about 75\.0 GiB .* 80 GiB GPU"):
         memory.gpu_share(75 * gib, 80 * gib)
-    from sweeps.runner import RunSettings
+    from fno_sweeps.runner import RunSettings
 
     small, large = _planned(), _planned(width=16, batch_size=16, resolution=64, modes=16)
     settings = RunSettings(gpus_per_trial=None, gpu_memory_gib=1.0)
@@ -109,7 +109,7 @@ def test_gpu_shares_follow_the_memory_rule():
 
 
 def test_fractional_gpus_pack_as_ray_packs_them():
-    from sweeps.runner import packed_slots
+    from fno_sweeps.runner import packed_slots
 
     assert 1.0 // 0.2 == 4.0  # the floating-point trap
     assert packed_slots(cpus=16, gpus=1, cpus_per_trial=1, gpus_per_trial=0.2) == 5
@@ -174,7 +174,7 @@ def test_the_normalisation_is_fitted_on_the_host_in_float64_chunks():
 
 
 def test_the_dry_run_prints_each_trials_gpu_request(capsys, tmp_path):
-    from sweeps import scaling
+    from fno_sweeps import scaling
 
     code = scaling.main(["--dry-run", "--out", str(tmp_path), "--gpus-per-trial", "auto", "--gpu-memory-gib", "80"])
     out = capsys.readouterr().out

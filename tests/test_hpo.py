@@ -11,8 +11,8 @@ import pytest
 from test_sweeps import TINY
 
 from fno import results
-from sweeps import hpo
-from sweeps.grid import Preset
+from fno_sweeps import hpo
+from fno_sweeps.grid import Preset
 
 try:
     import tomllib

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from synthetic import N_VALUES, result_row, results_table
 
-from analysis.fit import _selection_stage, fit_curve, fit_curves, saturating
-from analysis.gains import data_efficiency_gain, examples_needed
-from analysis.points import select_points
+from fno_analysis.fit import _selection_stage, fit_curve, fit_curves, saturating
+from fno_analysis.gains import data_efficiency_gain, examples_needed
+from fno_analysis.points import select_points
 
 
 def test_a_floor_fitted_at_zero_gets_a_one_sided_interval_not_zero_width():

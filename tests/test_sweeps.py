@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from fno import results
-from sweeps import scaling
-from sweeps.grid import Preset, expand, trial_flops, trial_key
-from sweeps.runner import result_row
+from fno_sweeps import scaling
+from fno_sweeps.grid import Preset, expand, trial_flops, trial_key
+from fno_sweeps.runner import result_row
 
 ROOT = Path(__file__).resolve().parent.parent
 # A sweep that runs in seconds: one tiny size, two shifts, N = 8.
@@ -385,7 +385,7 @@ def test_two_node_cluster_on_loopback(tmp_path):
         # runs 5 such tasks at once.
         packing = f"""
 import time, ray
-from sweeps.runner import RunSettings, resource_slots
+from fno_sweeps.runner import RunSettings, resource_slots
 ray.init(address={address!r})
 print(resource_slots(RunSettings(cpus_per_trial=0.1, gpus_per_trial=0.2)))
 
@@ -459,7 +459,7 @@ print(all(ray.get([meet.remote(barrier) for _ in range(5)])))
 
 
 def _order_of_cpu_preset(tmp_path):
-    from sweeps.runner import DependencyOrder, Progress, Recorder
+    from fno_sweeps.runner import DependencyOrder, Progress, Recorder
 
     trials = expand(Preset.load("cpu"))
     recorder = Recorder(tmp_path, "cpu", Progress(len(trials), 2))

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from synthetic import result_row, results_table
 
-from analysis.diagnostics import diagnose, floor_artefacts, still_falling
-from analysis.findings import size_trend
-from analysis.fit import fit_curve, fit_curves, saturating
-from analysis.gains import data_efficiency_gain
-from analysis.points import select_points
+from fno_analysis.diagnostics import diagnose, floor_artefacts, still_falling
+from fno_analysis.findings import size_trend
+from fno_analysis.fit import fit_curve, fit_curves, saturating
+from fno_analysis.gains import data_efficiency_gain
+from fno_analysis.points import select_points
 
 N_SMALL = 2 ** np.arange(3, 9)  # 8 .. 256
 

@@ -1,1 +1,1 @@
-"""Exact spectral solvers and data sources for the study's PDE families (PAPER.md)."""
+"""Exact spectral solvers and data sources for the study's PDE families (docs/study-design.md)."""

@@ -37,7 +37,7 @@ FAMILIES = (*SINGLE_FAMILIES, "mixture")
 PARAMETER = {"poisson": "eigenvalue e", "advdiff": "ratio psi", "helmholtz": "omega"}
 PARAMETER_MIN = {"poisson": (0.0, "> 0"), "advdiff": (0.0, ">= 0"), "helmholtz": (0.0, "> 0")}
 PRETRAIN_RANGE = {"poisson": (1.0, 5.0), "advdiff": (0.2, 1.0), "helmholtz": (1.0, 10.0)}
-# Downstream ranges per shift (PAPER.md table); every range stays configurable.
+# Downstream ranges per shift (docs/study-design.md); every range stays configurable.
 SHIFT_RANGE = {
     "poisson": {"none": (1.0, 5.0), "moderate": (5.0, 10.0), "large": (10.0, 20.0)},
     "advdiff": {"none": (0.2, 1.0), "moderate": (1.0, 2.0), "large": (2.0, 5.0)},

@@ -1,4 +1,4 @@
-"""The Gaussian-bump source field f shared by all PDE families (PAPER.md, "Data").
+"""The Gaussian-bump source field f shared by all PDE families (docs/study-design.md, "The physics").
 
 f is a 12 x 12 lattice of Gaussian bumps, sigma = 1/32, spacing 2 sigma, centred at
 (0.5, 0.5) on the periodic unit square. Each bump is periodised (images at -1, 0, +1),

@@ -41,7 +41,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from fno_analysis.points import CURVE_KEYS, FITTED_MODES, POINT_KEYS, SIZE_KEYS
+from fno.vocabulary import FITTED_MODES
+from fno_analysis.points import CURVE_KEYS, POINT_KEYS, SIZE_KEYS
 
 UNDERTRAINED_TAIL = 0.9  # "the last 10% of the budget" starts here
 UNDERTRAINED_DROP = 0.01  # "still falling": the final evaluation at least 1% below the one at 90%

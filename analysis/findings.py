@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from fno_analysis.points import SHIFT_ORDER, SIZE_KEYS, ordered_shifts
+from fno.vocabulary import SHIFTS
+from fno_analysis.points import SIZE_KEYS, ordered_shifts
 
 # Student t 97.5% quantiles for 1..30 degrees of freedom (beyond: the normal's 1.96).
 T975 = (
@@ -362,7 +363,7 @@ def _claim4(zero: pd.DataFrame, small: pd.DataFrame) -> dict:
         return {"claim": 4, "statement": statement, "verdict": UNDECIDED, "evidence": "no zero-shot trials"}
     votes, parts = [], []
     for _, z in zero.iterrows():
-        shifts = [s for s in SHIFT_ORDER if f"zeroshot_{s}" in z and not pd.isna(z[f"zeroshot_{s}"])]
+        shifts = [s for s in SHIFTS if f"zeroshot_{s}" in z and not pd.isna(z[f"zeroshot_{s}"])]
         errors = [z[f"zeroshot_{s}"] for s in shifts]
         grows = len(errors) >= 2 and all(a < b for a, b in itertools.pairwise(errors))
         last = shifts[-1] if shifts else None

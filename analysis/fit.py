@@ -46,7 +46,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from fno_analysis.points import CURVE_KEYS, FITTED_MODES, SIZE_KEYS, read_table, select_points
+from fno.vocabulary import FITTED_MODES
+from fno_analysis.points import CURVE_KEYS, SIZE_KEYS, read_table, select_points
 
 B_MAX = 3.0  # largest exponent searched; a fit that ends there has not converged
 B_LOW = 0.02  # an exponent below this: no decay resolved

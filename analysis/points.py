@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fno.vocabulary import DOWNSTREAM_MODES, FITTED_MODES, SHIFTS
+
 REQUIRED_COLUMNS = (
     "family",
     "shift",
@@ -38,18 +40,15 @@ REQUIRED_COLUMNS = (
     "val_rel_l2",
     "test_rel_l2",
 )
-DOWNSTREAM_MODES = ("scratch", "finetune", "zeroshot")
-FITTED_MODES = ("scratch", "finetune")
 SIZE_KEYS = ["width", "modes", "layers"]
 CURVE_KEYS = ["family", "shift", "pretrain_family", *SIZE_KEYS, "mode"]
 POINT_KEYS = [*CURVE_KEYS, "n_train"]
-SHIFT_ORDER = ("none", "moderate", "large")
 
 
 def ordered_shifts(values) -> list[str]:
     """The distinct shifts among ``values``: none, moderate, large first, then others by name."""
     values = set(values)
-    return [s for s in SHIFT_ORDER if s in values] + sorted(values - set(SHIFT_ORDER))
+    return [s for s in SHIFTS if s in values] + sorted(values - set(SHIFTS))
 
 
 def check_columns(df: pd.DataFrame, required: Sequence[str] = REQUIRED_COLUMNS) -> None:

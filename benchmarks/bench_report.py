@@ -25,11 +25,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fno.results import PART_PREFIX, SCHEMA, read_results, write_row
+from fno.vocabulary import SHIFTS
 from fno_analysis.points import read_table
 from fno_analysis.report import build_report, write_html, write_summary
 
 FAMILIES = ("poisson", "advdiff", "helmholtz")
-SHIFTS = ("none", "moderate", "large")
 SIZES = ((16, 4), (32, 8), (48, 12), (64, 16), (96, 24), (128, 32))
 N_VALUES = 2 ** np.arange(3, 16)
 LRS = (1e-5, 5e-5, 1e-4, 5e-4, 1e-3)

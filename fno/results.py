@@ -23,8 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fno.atomic import atomic_write
+from fno.vocabulary import STATUSES
 
-STATUSES = ("ok", "diverged", "failed", "stopped")  # stopped: ended early by a scheduler (ASHA)
 STAGES = ("pretrain", "downstream", "hpo", "probe")  # probe: a downstream trial again at twice its budget
 
 SCHEMA = pa.schema(

@@ -37,11 +37,12 @@ import torch.nn.functional as F
 
 from fno import __version__
 from fno.atomic import atomic_write
+from fno.checks import check_choice, check_int
 from fno.config import check_known_fields, load_toml, parse_overrides
 from fno.data import DatasetSpec, Fields, Normalization, load_fields
 from fno.model import FNO2d, FNOConfig, check_modes
+from fno.vocabulary import RANDOM_INIT_MODES, TRAINING_MODES
 
-MODES = ("pretrain", "scratch", "finetune", "zeroshot")
 CHECKPOINT_FORMAT = "fno-scaling-checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -94,26 +95,23 @@ class TrialConfig:
     gpu_share: float | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        check_choice(self.mode, "mode", TRAINING_MODES)
         for name in ("n_train", "n_val", "n_test", "resolution", "width", "modes", "layers", "batch_size"):
-            _positive_int(getattr(self, name), name)
+            check_int(getattr(self, name), name)
         self._check_budget()
-        _positive_int(self.eval_every, "eval_every")
-        _positive_int(self.data_seed, "data_seed", minimum=0)
-        _positive_int(self.seed, "seed", minimum=0)
+        check_int(self.eval_every, "eval_every")
+        check_int(self.data_seed, "data_seed", minimum=0)
+        check_int(self.seed, "seed", minimum=0)
         for name in ("lr", "weight_decay"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError(f"need lr > 0 and weight_decay >= 0, got lr={self.lr}, weight_decay={self.weight_decay}")
-        if self.mode in ("finetune", "zeroshot") and not self.pretrained:
-            raise ValueError(f"mode {self.mode} needs pretrained = path of a pre-training checkpoint")
-        if self.mode in ("pretrain", "scratch") and self.pretrained:
+        if self.mode in RANDOM_INIT_MODES and self.pretrained:
             raise ValueError(f"mode {self.mode} starts from a random init; pretrained must be unset")
         if self.threads is not None:
-            _positive_int(self.threads, "threads")
+            check_int(self.threads, "threads")
         for name in ("bf16", "tf32"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -125,9 +123,16 @@ class TrialConfig:
                 torch.device(self.device)
             except RuntimeError:
                 raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}") from None
-        if self.mode in ("pretrain", "scratch"):
+        if self.mode in RANDOM_INIT_MODES:
             check_modes(self.modes, self.resolution, self.resolution)
         self.data_spec("train")  # validates family, param_range, channels
+
+    def check_checkpoint(self) -> None:
+        """Refuse a fine-tune or zero-shot trial without a checkpoint path. Not checked on
+        construction: a sweep plans such trials before their pre-training exists (the
+        planned trial holds the dependency) and sets the path when it submits them."""
+        if self.mode in ("finetune", "zeroshot") and not self.pretrained:
+            raise ValueError(f"mode {self.mode} needs pretrained = path of a pre-training checkpoint")
 
     def _check_budget(self) -> None:
         if self.steps is not None and self.epochs is not None:
@@ -135,7 +140,7 @@ class TrialConfig:
                 f"give exactly one of steps and epochs as the budget, got steps={self.steps} and epochs={self.epochs}"
             )
         if self.steps is not None:
-            _positive_int(self.steps, "steps", minimum=0 if self.mode == "zeroshot" else 1)
+            check_int(self.steps, "steps", minimum=0 if self.mode == "zeroshot" else 1)
             for name in ("min_steps", "max_steps"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"{name} applies to an epochs budget only; with steps={self.steps} leave it unset")
@@ -150,7 +155,7 @@ class TrialConfig:
                 raise ValueError(f"epochs must be a finite number > 0, got {value!r}")
         for name in ("min_steps", "max_steps"):
             if getattr(self, name) is not None:
-                _positive_int(getattr(self, name), name)
+                check_int(getattr(self, name), name)
         if self.min_steps is not None and self.max_steps is not None and self.min_steps > self.max_steps:
             raise ValueError(f"min_steps ({self.min_steps}) > max_steps ({self.max_steps})")
 
@@ -214,12 +219,6 @@ def budget_steps(
     if max_steps is not None:
         steps = min(steps, max_steps)
     return max(steps, 1)
-
-
-def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 @dataclass
@@ -410,6 +409,7 @@ def run_trial(
     On CUDA, a trial that runs out of memory raises RuntimeError naming its share, and
     the memory it held is returned to the device either way.
     """
+    config.check_checkpoint()
     device = resolve_device(config.device)
     try:
         return _run_trial(config, device, report, out_dir)
@@ -597,6 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fields[name] = value
         fields.update(parse_overrides(args.set))
         config = TrialConfig.from_dict(fields)
+        config.check_checkpoint()
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

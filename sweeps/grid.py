@@ -13,23 +13,21 @@ it is the same on every machine and for every storage location.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fno.checks import check_subset, sha256_hex
 from fno.config import check_known_fields, load_toml
 from fno.model import PRESETS as SIZE_PRESETS
 from fno.physics.families import SHIFT_RANGE, SINGLE_FAMILIES
 from fno.train import TrialConfig
+from fno.vocabulary import DOWNSTREAM_MODES, SHIFTS
 
 PRESET_DIR = Path(__file__).parent / "presets"
-SHIFTS = ("none", "moderate", "large")
-DOWNSTREAM_MODES = ("scratch", "finetune", "zeroshot")
 EXECUTION_FIELDS = ("device", "threads", "bf16", "tf32", "gpu_share", "pretrained")  # not part of a key
 # Budget fields added after the first sweeps ran: part of a key only when set, so that
 # trials with a fixed step budget keep the keys (and results) they had.
@@ -75,7 +73,7 @@ class Preset:
     families: tuple[str, ...] = ("poisson",)  # downstream families
     shifts: tuple[str, ...] = ("none", "moderate")
     n_train: tuple[int, ...] = (16, 64, 256)  # downstream N
-    modes: tuple[str, ...] = DOWNSTREAM_MODES
+    train_modes: tuple[str, ...] = DOWNSTREAM_MODES  # how each downstream point is trained
     lrs: tuple[float, ...] = (1e-3,)
     seeds: tuple[int, ...] = (0,)
     n_val: int = 64
@@ -92,7 +90,17 @@ class Preset:
     downstream: StageSettings = StageSettings(steps=300, batch_size=16, eval_every=50)
 
     def __post_init__(self) -> None:
-        axes = ("sizes", "pretrain_families", "families", "shifts", "n_train", "modes", "lrs", "seeds", "data_seeds")
+        axes = (
+            "sizes",
+            "pretrain_families",
+            "families",
+            "shifts",
+            "n_train",
+            "train_modes",
+            "lrs",
+            "seeds",
+            "data_seeds",
+        )
         for name in axes:
             value = getattr(self, name)
             if isinstance(value, str) or not hasattr(value, "__iter__") or len(value) == 0:
@@ -100,24 +108,26 @@ class Preset:
             object.__setattr__(self, name, tuple(value))
         for size in self.sizes:
             parse_size(size)
-        _subset(self.pretrain_families, (*SINGLE_FAMILIES, "mixture"), "pretrain_families")
-        _subset(self.families, SINGLE_FAMILIES, "families")
-        _subset(self.shifts, SHIFTS, "shifts")
-        _subset(self.modes, DOWNSTREAM_MODES, "modes")
+        check_subset(self.pretrain_families, "pretrain_families", (*SINGLE_FAMILIES, "mixture"))
+        check_subset(self.families, "families", SINGLE_FAMILIES)
+        check_subset(self.shifts, "shifts", SHIFTS)
+        check_subset(self.train_modes, "train_modes", DOWNSTREAM_MODES)
         if not isinstance(self.budget_probe, bool):
             raise ValueError(f"budget_probe must be true or false, got {self.budget_probe!r}")
         for family, shifts in self.ranges.items():
-            _subset((family,), SINGLE_FAMILIES, "ranges")
-            _subset(tuple(shifts), SHIFTS, f"ranges.{family}")
+            check_subset((family,), "ranges", SINGLE_FAMILIES)
+            check_subset(tuple(shifts), f"ranges.{family}", SHIFTS)
         # Build every trial once: each TrialConfig validates its own fields, so a bad
-        # value fails here, naming the field, before anything runs.
-        expand(self)
+        # value fails here, naming the field, before anything runs; expand() returns these.
+        object.__setattr__(self, "_trials", tuple(_expand(self)))
 
     def shift_range(self, family: str, shift: str) -> tuple[float, float]:
         return tuple(self.ranges.get(family, {}).get(shift, SHIFT_RANGE[family][shift]))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Preset:
+        if "modes" in data:  # the old name, which read like Fourier modes
+            raise ValueError("preset field 'modes' is now 'train_modes' (scratch, finetune, zeroshot); rename it")
         check_known_fields(cls, data, "preset")
         data = dict(data)
         for stage in ("pretrain", "downstream"):
@@ -164,12 +174,6 @@ def _budget_replaced(given: Mapping[str, Any], named: set[str]) -> dict[str, Non
     }
 
 
-def _subset(values: tuple, allowed: tuple, name: str) -> None:
-    bad = [v for v in values if v not in allowed]
-    if bad:
-        raise ValueError(f"{name}: {bad} not allowed; choose from {', '.join(map(str, allowed))}")
-
-
 @dataclass(frozen=True)
 class PlannedTrial:
     """One trial of a sweep: its key, stage, config and where its pre-trained model comes from."""
@@ -197,12 +201,16 @@ def trial_key(config: TrialConfig, pretrained_key: str = "") -> str:
         if fields[name] is None:
             del fields[name]
     fields["pretrained_key"] = pretrained_key
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    return sha256_hex(fields)[:24]
 
 
 def expand(preset: Preset) -> list[PlannedTrial]:
-    """All trials of ``preset``, stage 1 first, in a deterministic order, without duplicates."""
+    """All trials of ``preset``, stage 1 first, in a deterministic order, without duplicates
+    (expanded once, when the preset was validated)."""
+    return list(preset._trials)
+
+
+def _expand(preset: Preset) -> list[PlannedTrial]:
     trials: dict[str, PlannedTrial] = {}
     pre = preset.pretrain
     common = {
@@ -232,35 +240,26 @@ def expand(preset: Preset) -> list[PlannedTrial]:
             )
             planned = PlannedTrial(trial_key(config), "pretrain", "pretrain", config)
             pretrained[(size, family)] = trials.setdefault(planned.key, planned)
-    for size in preset.sizes:
-        width, modes = parse_size(size)
-        for source in preset.pretrain_families:
-            for family in preset.families:
-                if source not in (family, "mixture"):
-                    continue  # a single-family model reads only its own family's channels
-                base = pretrained[(size, source)]
-                channels = "union" if source == "mixture" else "native"
-                for shift in preset.shifts:
-                    for n_train in preset.n_train:
-                        for mode in preset.modes:
-                            for lr in preset.lrs:
-                                for seed, data_seed in itertools.product(preset.seeds, preset.data_seeds):
-                                    planned = _downstream(
-                                        preset,
-                                        base,
-                                        source,
-                                        family,
-                                        shift,
-                                        n_train,
-                                        mode,
-                                        lr,
-                                        seed,
-                                        width,
-                                        modes,
-                                        channels,
-                                        {**common, "data_seed": data_seed},
-                                    )
-                                    trials.setdefault(planned.key, planned)
+    grid = itertools.product(
+        preset.sizes, preset.pretrain_families, preset.families, preset.shifts, preset.n_train,
+        preset.train_modes, preset.lrs, preset.seeds, preset.data_seeds,
+    )  # fmt: skip
+    for size, source, family, shift, n_train, mode, lr, seed, data_seed in grid:
+        if source not in (family, "mixture"):
+            continue  # a single-family model reads only its own family's channels
+        planned = _downstream(
+            preset,
+            pretrained[(size, source)],
+            source=source,
+            family=family,
+            shift=shift,
+            n_train=n_train,
+            mode=mode,
+            lr=lr,
+            seed=seed,
+            data_seed=data_seed,
+        )
+        trials.setdefault(planned.key, planned)
     if preset.budget_probe:
         for probe in budget_probes(preset, list(trials.values())):
             trials.setdefault(probe.key, probe)
@@ -294,7 +293,24 @@ def _budget(stage: StageSettings) -> dict[str, Any]:
     return {"steps": stage.steps, "epochs": stage.epochs, "min_steps": stage.min_steps, "max_steps": stage.max_steps}
 
 
-def _downstream(preset, base, source, family, shift, n_train, mode, lr, seed, width, modes, channels, common):
+def _downstream(
+    preset: Preset,
+    base: PlannedTrial,
+    *,
+    source: str,
+    family: str,
+    shift: str,
+    n_train: int,
+    mode: str,
+    lr: float,
+    seed: int,
+    data_seed: int,
+) -> PlannedTrial:
+    """One downstream trial, from the pre-training ``base`` of its size and ``source``.
+
+    A fine-tune or zero-shot trial records its dependency as ``pretrained_key`` on the
+    planned trial; its checkpoint path is set when it is submitted (runner.worker_config).
+    """
     down = preset.downstream
     if mode == "zeroshot":  # no training: N, lr and seed cannot change the result
         n_train, lr, seed = 1, 1e-3, 0
@@ -303,17 +319,19 @@ def _downstream(preset, base, source, family, shift, n_train, mode, lr, seed, wi
         family=family,
         param_range=preset.shift_range(family, shift),
         n_train=n_train,
-        width=width,
-        modes=modes,
+        width=base.config.width,
+        modes=base.config.modes,
         lr=lr,
         weight_decay=down.weight_decay,
         batch_size=down.batch_size,
         **({"steps": 0} if mode == "zeroshot" else _budget(down)),
         eval_every=down.eval_every,
         seed=seed,
-        channels=channels if mode != "scratch" else "native",
-        pretrained=None if mode == "scratch" else f"<checkpoint of {base.key}>",
-        **common,
+        channels="union" if source == "mixture" and mode != "scratch" else "native",
+        data_seed=data_seed,
+        resolution=preset.resolution,
+        n_val=preset.n_val,
+        n_test=preset.n_test,
     )
     pretrained_key = "" if mode == "scratch" else base.key
     return PlannedTrial(

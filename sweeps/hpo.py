@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import json
 import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fno.checks import sha256_hex
 from fno.config import parse_overrides
 from fno.results import statuses
 from fno.train import TrialConfig
@@ -129,7 +128,7 @@ def plan(args: argparse.Namespace) -> Setting:
         families=[args.family],
         shifts=[args.shift],
         n_train=[args.n_train],
-        modes=[args.mode],
+        train_modes=[args.mode],
         seeds=[args.seed],
         lrs=[SearchSpace.lr[0]],  # a placeholder: every trial sets its own
     )
@@ -142,7 +141,7 @@ def plan(args: argparse.Namespace) -> Setting:
     pretrain = next((t for t in trials if t.key == template.pretrained_key), None)
     sweep = args.sweep or f"hpo-{args.family}-{args.shift}-{args.size}-{args.mode}-n{args.n_train}"
     definition = {"trial": template.key, "space": space.__dict__, "metric": METRIC, "seed": args.seed}
-    study = hashlib.sha256(json.dumps(definition, sort_keys=True, default=list).encode()).hexdigest()[:16]
+    study = sha256_hex(definition, compact=False, default=list)[:16]  # the format study names were made with
     grace = args.grace_steps or max(template.config.eval_every, space.steps[0] // 2)
     if grace < 1:
         raise ValueError(f"--grace-steps must be at least 1, got {grace}")

@@ -152,7 +152,7 @@ def test_cache_union_view_and_load_tensors(cache_dir):
 def test_stale_arrays_are_removed_after_the_grace_period(cache_dir, monkeypatch):
     s = spec(n_samples=3)
     data.load_fields(s)
-    monkeypatch.setattr(data, "STALE_GRACE_S", -1.0)
+    monkeypatch.setattr(data.cache, "STALE_GRACE_S", -1.0)
     data.load_fields(s.with_samples(5))
     assert len(list(cache_dir.glob("*.bin"))) == 1
     assert not list(cache_dir.glob(".*.tmp"))  # no temp files left behind
@@ -188,8 +188,8 @@ def test_an_entry_is_hashed_once_per_node_and_read_as_a_slice(cache_dir, monkeyp
     s = spec("advdiff", n_samples=12)
     data.load_fields(s)
     hashed = []
-    original = data._sha256
-    monkeypatch.setattr(data, "_sha256", lambda path: hashed.append(path) or original(path))
+    original = data.cache._sha256
+    monkeypatch.setattr(data.cache, "_sha256", lambda path: hashed.append(path) or original(path))
     for n in (12, 5, 1):
         assert torch.equal(data.load_fields(s.with_samples(n)).source, data.generate_fields(s).source[:n])
     assert hashed == []  # verified when written; the marker stands for it
@@ -210,7 +210,7 @@ def test_trials_starting_together_generate_a_set_once(cache_dir, monkeypatch):
         time.sleep(0.3)  # long enough for the others to arrive while it runs
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(data, "generate_fields", slow_generate)
+    monkeypatch.setattr(data.cache, "generate_fields", slow_generate)
     s = spec(n_samples=6)
     with ThreadPoolExecutor(3) as pool:
         loaded = list(pool.map(lambda _: data.load_fields(s), range(3)))

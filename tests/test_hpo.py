@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_sweeps import TINY
+from tiny_sweep import TINY
 
 from fno import results
 from fno_sweeps import hpo

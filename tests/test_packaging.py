@@ -2,6 +2,7 @@
 packages and the three commands, and they run from any folder."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_a_plain_install_runs_the_commands_from_any_folder(tmp_path):
     site = tmp_path / "site"
     install = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(ROOT)]
-    subprocess.run(install, check=True, capture_output=True, timeout=600)
+    had_build = (ROOT / "build").exists()
+    try:
+        subprocess.run(install, check=True, capture_output=True, timeout=600)
+    finally:
+        if not had_build:  # pip builds in the source tree; leave the checkout as it was
+            shutil.rmtree(ROOT / "build", ignore_errors=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}  # the dependencies come from this interpreter

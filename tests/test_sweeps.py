@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tiny_sweep import TINY, TINY_TRIALS
 
 from fno import results
 from fno_sweeps import scaling
@@ -19,34 +20,6 @@ from fno_sweeps.grid import Preset, expand, trial_flops, trial_key
 from fno_sweeps.runner import result_row
 
 ROOT = Path(__file__).resolve().parent.parent
-# A sweep that runs in seconds: one tiny size, two shifts, N = 8.
-TINY = [
-    "--set",
-    "resolution=16",
-    "--set",
-    'sizes=["w8-m4"]',
-    "--set",
-    'shifts=["none","moderate"]',
-    "--set",
-    "n_train=[8]",
-    "--set",
-    "lrs=[1e-3]",
-    "--set",
-    "pretrain.n_train=32",
-    "--set",
-    "pretrain.steps=20",
-    "--set",
-    "pretrain.eval_every=10",
-    "--set",
-    "downstream.steps=10",
-    "--set",
-    "downstream.eval_every=5",
-    "--set",
-    "n_val=8",
-    "--set",
-    "n_test=8",
-]
-TINY_TRIALS = 7  # 1 pretrain + 2 shifts x (scratch, finetune, zeroshot)
 
 
 def test_cpu_preset_expands_to_the_documented_grid():
@@ -84,6 +57,15 @@ def test_data_seeds_repeat_the_downstream_grid_on_fresh_data():
     assert result_row(downstream[-1], "s", None, "boom")["data_seed"] == 2  # the table says which data
     with pytest.raises(ValueError, match="data_seeds must be a non-empty list"):
         Preset.load("cpu", {"data_seeds": []})
+
+
+def test_the_grid_is_expanded_once_and_downstream_trials_hold_their_pre_training():
+    preset = Preset.load("cpu")
+    assert expand(preset) == expand(preset) and expand(preset) is not expand(preset)  # copies of one expansion
+    finetune = next(t for t in expand(preset) if t.config.mode == "finetune")
+    assert finetune.config.pretrained is None and finetune.pretrained_key  # no placeholder path
+    with pytest.raises(ValueError, match="'modes' is now 'train_modes'"):
+        Preset.load("cpu", {"modes": ["scratch"]})
 
 
 PINNED_FIRST_KEY = "1db96222c321ab7edd8f66af"  # fixed-step budgets keep older keys: tests/test_budget.py

@@ -100,7 +100,6 @@ def test_mismatched_checkpoints_are_refused(pretrained, tmp_path):
     "kwargs, match",
     [
         ({"mode": "transfer"}, "mode must be one of pretrain, scratch, finetune, zeroshot"),
-        ({"mode": "finetune"}, "mode finetune needs pretrained"),
         ({"mode": "scratch", "pretrained": "x.pt"}, "pretrained must be unset"),
         ({"n_train": 0}, "n_train must be an integer >= 1, got 0"),
         ({"n_train": -4}, "n_train must be an integer >= 1"),
@@ -116,6 +115,12 @@ def test_mismatched_checkpoints_are_refused(pretrained, tmp_path):
 def test_bad_configs_fail_before_any_work(kwargs, match):
     with pytest.raises(ValueError, match=match):
         tiny(**kwargs)
+
+
+def test_a_fine_tune_without_a_checkpoint_is_refused_before_any_work():
+    config = tiny(mode="finetune")  # plannable: a sweep sets the path when it submits the trial
+    with pytest.raises(ValueError, match="mode finetune needs pretrained = path"):
+        run_trial(config)
 
 
 def test_config_from_toml_and_unknown_keys(tmp_path):

@@ -1,7 +1,7 @@
 """PDE families as data sources: draw coefficients, build f, solve, lay out channels.
 
 Each family turns sample indices of a random stream (``fno.physics.streams``) into a
-``PDEBatch``. Samples are independent of each other: sample i depends only on the
+``Fields`` (``fno.physics.fields``). Samples are independent of each other: sample i depends only on the
 stream key and i, never on the batch it is generated in.
 
 Channel layouts (the model's input channels; channel 0 is always the source f, the
@@ -18,12 +18,11 @@ rest are constant planes holding the coefficients, as in the public code):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from fno.physics import advdiff, helmholtz, poisson
+from fno.physics.fields import Fields
 from fno.physics.source import N_BUMPS, VOID_FRACTIONS, bump_amplitudes, source_field
 from fno.physics.spectral import wave_numbers
 from fno.physics.streams import Slot, uniforms
@@ -71,20 +70,6 @@ PARAMS = (
 )
 
 
-@dataclass
-class PDEBatch:
-    """A batch of solved samples, float64 on one device.
-
-    source, solution: (batch, n, n), axis -2 is x. coefficients: (batch, C - 1), the
-    values of the constant input channels after f. params: name -> (batch,) numpy.
-    """
-
-    source: torch.Tensor
-    solution: torch.Tensor
-    coefficients: torch.Tensor
-    params: dict[str, np.ndarray]
-
-
 def _params(batch: int, family: str, **values: np.ndarray) -> dict[str, np.ndarray]:
     out = {name: np.full(batch, np.nan) for name in PARAMS}
     out["family"][:] = SINGLE_FAMILIES.index(family)
@@ -106,17 +91,17 @@ def _diffusion(key: int, index: np.ndarray, e_lo: float, e_hi: float):
     return theta, e, poisson.diffusion_tensor(theta, e)
 
 
-def sample_poisson(key, index, position, param_range, n, device) -> PDEBatch:
+def sample_poisson(key, index, position, param_range, n, device) -> Fields:
     """SYS-1 with eigenvalue e ~ U[param_range] at a uniform random rotation."""
     f, vf = _source(key, index, position, n, True, device)
     theta, e, K = _diffusion(key, index, *param_range)
     u = poisson.solve(f, torch.as_tensor(K, device=device), S)
     coefficients = torch.as_tensor(S * K, device=device)
     params = _params(len(index), "poisson", void_fraction=vf, theta=theta, e=e, k11=K[:, 0], k22=K[:, 1], k12=K[:, 2])
-    return PDEBatch(f, u, coefficients, params)
+    return Fields(f, u, coefficients, params, CHANNELS["poisson"])
 
 
-def sample_advdiff(key, index, position, param_range, n, device) -> PDEBatch:
+def sample_advdiff(key, index, position, param_range, n, device) -> Fields:
     """SYS-2 with psi ~ U[param_range], e ~ U[PRETRAIN_RANGE poisson], v a unit vector."""
     f, vf = _source(key, index, position, n, True, device)
     theta, e, K = _diffusion(key, index, *PRETRAIN_RANGE["poisson"])
@@ -129,10 +114,10 @@ def sample_advdiff(key, index, position, param_range, n, device) -> PDEBatch:
     coefficients = torch.cat([((1 - lam) * S)[:, None] * Kt, lam[:, None] * vt], dim=1)
     params = _params(len(index), "advdiff", void_fraction=vf, theta=theta, e=e, k11=K[:, 0], k22=K[:, 1], k12=K[:, 2])
     params.update(v1=v[:, 0], v2=v[:, 1], psi=psi, lam=lam.cpu().numpy())
-    return PDEBatch(f, u, coefficients, params)
+    return Fields(f, u, coefficients, params, CHANNELS["advdiff"])
 
 
-def sample_helmholtz(key, index, position, param_range, n, device) -> PDEBatch:
+def sample_helmholtz(key, index, position, param_range, n, device) -> Fields:
     """SYS-3 with omega ~ U[param_range]; omega is redrawn while max|u| > 2."""
     f, vf = _source(key, index, position, n, False, device)
     lo, hi = param_range
@@ -157,7 +142,7 @@ def sample_helmholtz(key, index, position, param_range, n, device) -> PDEBatch:
         )
     coefficients = torch.stack([torch.full_like(f[:, 0, 0], S), torch.as_tensor(omega, device=device)], dim=1)
     params = _params(len(index), "helmholtz", void_fraction=vf, omega=omega, omega_draws=draws)
-    return PDEBatch(f, u, coefficients, params)
+    return Fields(f, u, coefficients, params, CHANNELS["helmholtz"])
 
 
 def _max_abs(u: torch.Tensor) -> torch.Tensor:
@@ -176,7 +161,7 @@ def to_union(family: str, coefficients: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def sample(family, key, index, position, param_range, n, device, union: bool = False) -> PDEBatch:
+def sample(family, key, index, position, param_range, n, device, union: bool = False) -> Fields:
     """Samples of any family (mixture included) for global stream indices ``index``.
 
     position: (batch,) index of each sample within its split (it fixes the void
@@ -188,6 +173,7 @@ def sample(family, key, index, position, param_range, n, device, union: bool = F
         batch = SAMPLERS[family](key, index, position, param_range, n, device)
         if union:
             batch.coefficients = to_union(family, batch.coefficients)
+            batch.channel_names = UNION_CHANNELS
         return batch
     member = position % len(SINGLE_FAMILIES)
     size = len(index)
@@ -205,4 +191,4 @@ def sample(family, key, index, position, param_range, n, device, union: bool = F
         coefficients[at] = to_union(name, part.coefficients)
         for p, values in part.params.items():
             params[p][rows] = values
-    return PDEBatch(source, solution, coefficients, params)
+    return Fields(source, solution, coefficients, params, UNION_CHANNELS)

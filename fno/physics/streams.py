@@ -15,11 +15,11 @@ Layout: sample ``i`` owns the ``SLOTS_PER_SAMPLE`` consecutive counters
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import numpy as np
+
+from fno.checks import sha256_hex
 
 SLOTS_PER_SAMPLE = 1024
 # Index ranges owned by each split: sample i of split s is global index offset[s] + i.
@@ -45,8 +45,7 @@ class Slot:
 
 def stream_key(fields: dict[str, Any]) -> int:
     """A 64-bit stream key from a JSON-able description (SHA-256, stable across machines)."""
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+    return int.from_bytes(bytes.fromhex(sha256_hex(fields))[:8], "little")
 
 
 def _splitmix64(z: np.ndarray) -> np.ndarray:

@@ -1,0 +1,5 @@
+import sys
+
+from fno.data.cli import main
+
+sys.exit(main())

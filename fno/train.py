@@ -424,38 +424,126 @@ def run_trial(
             torch.cuda.empty_cache()  # a reused worker starts its next trial with the memory free
 
 
+@dataclass
+class _Prepared:
+    """Phase 1's output: the model and normalisation, and the data, on the trial's device
+    (train and val are None for zero-shot)."""
+
+    model: FNO2d
+    norm: Normalization
+    train: Fields | None
+    val: Fields | None
+    test: Fields
+
+
+def _prepare(config: TrialConfig, device: torch.device) -> _Prepared:
+    """Phase 1: the checkpoint (read first: a bad one fails before any data is made), the
+    data, the normalisation (fitted on the host) and the model, on ``device``."""
+    if config.mode in ("finetune", "zeroshot"):
+        model, norm, _ = load_checkpoint(config.pretrained)
+    test = load_fields(config.data_spec("test"), device=device)
+    if config.mode == "zeroshot":
+        check_compatible(norm, model, test, config.pretrained)
+        return _Prepared(model.to(device), norm, None, None, test)
+    train = load_fields(config.data_spec("train"))  # on the host: normalisation is fitted there
+    val = load_fields(config.data_spec("val"), device=device)
+    if config.mode == "finetune":
+        check_compatible(norm, model, train, config.pretrained)
+    else:
+        norm = Normalization.fit(train)
+        torch.manual_seed(config.seed)
+        model = FNO2d(len(train.channel_names), 1, config.width, config.modes, config.layers)
+    return _Prepared(model.to(device), norm, train.to(device), val, test)
+
+
+@dataclass
+class _Trained:
+    """Phase 2's output."""
+
+    status: str  # ok | diverged
+    error: str
+    steps: int
+    train_loss: float  # mean over the last evaluation interval
+    train_s: float
+    best: BestWeights
+    eval_steps: list[int]  # the validation curve, for the under-training diagnostic
+    eval_val_rel_l2: list[float]
+
+
+def _train(config: TrialConfig, run: _Prepared, autocast: bool, report: Report | None) -> _Trained:
+    """Phase 2: the optimisation loop, evaluating at ``config.eval_steps()``.
+
+    No host sync between evaluations: the order is sent once per epoch, the
+    normalisation's tensors are cached on the device, and the loss is summed on the
+    device and read (and checked for divergence) only at evaluations.
+    """
+    model, norm, train, device = run.model, run.norm, run.train, run.test.source.device
+    optimizer = make_optimizer(model, config.lr, config.weight_decay)
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    order = _epoch_order(config.n_train, generator, device)
+    batch_size, total = config.batch, config.total_steps
+    evaluate_at = set(config.eval_steps())
+    out = _Trained("ok", "", 0, math.nan, 0.0, BestWeights(), [], [])
+    cursor, last_eval, interval_steps = 0, 0, 0
+    interval_loss = torch.zeros((), device=device)
+    started = time.perf_counter()
+    model.train()
+    while out.steps < total:
+        if cursor + batch_size > config.n_train:  # new epoch: reshuffle
+            order, cursor = _epoch_order(config.n_train, generator, device), 0
+        index = order[cursor : cursor + batch_size]
+        cursor += batch_size
+        x = norm.normalize_inputs(train.inputs(index))
+        y = norm.normalize_targets(train.targets(index))
+        for group in optimizer.param_groups:
+            group["lr"] = _cosine_lr(out.steps, total, config.lr)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            loss = F.mse_loss(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        out.steps += 1
+        interval_loss += loss.detach()
+        interval_steps += 1
+        if out.steps in evaluate_at:
+            out.train_loss = interval_loss.item() / interval_steps  # the interval's one host sync
+            if not math.isfinite(out.train_loss):
+                out.status, out.error = (
+                    "diverged",
+                    f"non-finite training loss between steps {last_eval} and {out.steps}",
+                )
+                break
+            interval_loss.zero_()
+            interval_steps, last_eval = 0, out.steps
+            val_err = evaluate(model, norm, run.val, config.batch_size, autocast)
+            out.eval_steps.append(out.steps)
+            out.eval_val_rel_l2.append(val_err)
+            out.best.offer(val_err, out.steps, model)
+            if report is not None:
+                report(out.steps, out.steps * batch_size / config.n_train, out.train_loss, val_err)
+    out.train_s = time.perf_counter() - started
+    if out.status == "ok" and not math.isfinite(out.best.val_rel_l2):
+        out.status, out.error = "diverged", "validation error was never finite"
+    return out
+
+
 def _run_trial(
     config: TrialConfig, device: torch.device, report: Report | None, out_dir: str | os.PathLike | None
 ) -> TrialResult:
+    """The phases: set up the device, prepare (``_prepare``), train (``_train``), then test
+    the best checkpoint and save it."""
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     gpu_name = configure_cuda(config, device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    if config.mode in ("finetune", "zeroshot"):  # fail on a bad checkpoint before generating data
-        model, norm, _ = load_checkpoint(config.pretrained)
-    test = load_fields(config.data_spec("test"), device=device)
-    if config.mode == "zeroshot":
-        check_compatible(norm, model, test, config.pretrained)
-        train = val = None
-    else:
-        train = load_fields(config.data_spec("train"))  # on the host: normalisation is fitted there
-        val = load_fields(config.data_spec("val"), device=device)
-        if config.mode == "finetune":
-            check_compatible(norm, model, train, config.pretrained)
-        else:
-            norm = Normalization.fit(train)
-            torch.manual_seed(config.seed)
-            model = FNO2d(len(train.channel_names), 1, config.width, config.modes, config.layers)
-        train = train.to(device)
-    model = model.to(device)
+    run = _prepare(config, device)
     autocast = config.bf16 and device.type == "cuda"
-    batch_size = config.batch
     common = {
         "mode": config.mode,
-        "batch_size": batch_size,
-        "n_params": model.config.n_params,
-        "flops_per_sample": model.config.flops_per_sample(config.resolution),
+        "batch_size": config.batch,
+        "n_params": run.model.config.n_params,
+        "flops_per_sample": run.model.config.flops_per_sample(config.resolution),
         "device": str(device),
         "gpu_name": gpu_name,
         "gpu_share": (config.gpu_share or 1.0) if device.type == "cuda" else 0.0,
@@ -466,8 +554,7 @@ def _run_trial(
         "code_version": __version__,
     }
     if config.mode == "zeroshot":
-        test_err = evaluate(model, norm, test, config.batch_size, autocast)
-        wall = time.perf_counter() - started
+        test_err = evaluate(run.model, run.norm, run.test, config.batch_size, autocast)
         return TrialResult(
             status="ok",
             val_rel_l2=math.nan,
@@ -476,84 +563,34 @@ def _run_trial(
             steps=0,
             epochs=0.0,
             best_step=0,
-            wall_s=wall,
+            wall_s=time.perf_counter() - started,
             train_s=0.0,
             samples_per_s=0.0,
             **common,
         )
-
-    # The loop makes no host sync between evaluations: the order is sent once per epoch,
-    # the normalisation's tensors are cached on the device, and the loss is summed on the
-    # device and read (and checked for divergence) only at evaluations.
-    optimizer = make_optimizer(model, config.lr, config.weight_decay)
-    generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    order = _epoch_order(config.n_train, generator, device)
-    total = config.total_steps
-    evaluate_at = set(config.eval_steps())
-    cursor, step, status, error = 0, 0, "ok", ""
-    best = BestWeights()
-    history_steps: list[int] = []  # the validation curve, for the under-training diagnostic
-    history_val: list[float] = []
-    interval_loss = torch.zeros((), device=device)
-    interval_steps, last_eval, train_loss = 0, 0, math.nan
-    train_started = time.perf_counter()
-    model.train()
-    while step < total:
-        if cursor + batch_size > config.n_train:  # new epoch: reshuffle
-            order, cursor = _epoch_order(config.n_train, generator, device), 0
-        index = order[cursor : cursor + batch_size]
-        cursor += batch_size
-        x = norm.normalize_inputs(train.inputs(index))
-        y = norm.normalize_targets(train.targets(index))
-        for group in optimizer.param_groups:
-            group["lr"] = _cosine_lr(step, total, config.lr)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            loss = F.mse_loss(model(x).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        interval_loss += loss.detach()
-        interval_steps += 1
-        if step in evaluate_at:
-            train_loss = interval_loss.item() / interval_steps  # the interval's one host sync
-            if not math.isfinite(train_loss):
-                status, error = "diverged", f"non-finite training loss between steps {last_eval} and {step}"
-                break
-            interval_loss.zero_()
-            interval_steps, last_eval = 0, step
-            val_err = evaluate(model, norm, val, config.batch_size, autocast)
-            history_steps.append(step)
-            history_val.append(val_err)
-            best.offer(val_err, step, model)
-            if report is not None:
-                report(step, step * batch_size / config.n_train, train_loss, val_err)
-    train_s = time.perf_counter() - train_started
-    if status == "ok" and not math.isfinite(best.val_rel_l2):
-        status, error = "diverged", "validation error was never finite"
-    test_err = math.nan
-    checkpoint = ""
-    if status == "ok":
-        model.load_state_dict(best.state)
-        test_err = evaluate(model, norm, test, config.batch_size, autocast)
+    trained = _train(config, run, autocast, report)
+    best, test_err, checkpoint = trained.best, math.nan, ""
+    if trained.status == "ok":
+        run.model.load_state_dict(best.state)
+        test_err = evaluate(run.model, run.norm, run.test, config.batch_size, autocast)
         if out_dir is not None:
             checkpoint = str(Path(out_dir) / "checkpoint.pt")
-            save_checkpoint(checkpoint, model, norm, config, best_step=best.step, val_rel_l2=best.val_rel_l2)
+            save_checkpoint(checkpoint, run.model, run.norm, config, best_step=best.step, val_rel_l2=best.val_rel_l2)
     return TrialResult(
-        status=status,
+        status=trained.status,
         val_rel_l2=best.val_rel_l2 if math.isfinite(best.val_rel_l2) else math.nan,
         test_rel_l2=test_err,
-        train_loss=train_loss,
-        steps=step,
-        epochs=step * batch_size / config.n_train,
+        train_loss=trained.train_loss,
+        steps=trained.steps,
+        epochs=trained.steps * config.batch / config.n_train,
         best_step=best.step,
         wall_s=time.perf_counter() - started,
-        train_s=train_s,
-        samples_per_s=step * batch_size / max(train_s, 1e-9),
-        error=error,
+        train_s=trained.train_s,
+        samples_per_s=trained.steps * config.batch / max(trained.train_s, 1e-9),
+        error=trained.error,
         checkpoint=checkpoint,
-        eval_steps=history_steps,
-        eval_val_rel_l2=history_val,
+        eval_steps=trained.eval_steps,
+        eval_val_rel_l2=trained.eval_val_rel_l2,
         **common,
     )
 

@@ -40,8 +40,8 @@ from fno_sweeps.runner import (
     RowWriterCallback,
     checkpoint_path,
     resource_slots,
+    run_reported_trial,
     run_trials,
-    trainable,
     worker_config,
 )
 
@@ -163,10 +163,8 @@ def planned_trial(setting: Setting, config: dict[str, Any]) -> PlannedTrial:
 
 
 def _hpo_trainable(config: dict[str, Any]) -> None:
-    """Ray Tune trainable: the setting's trial with the sampled values (see runner.trainable)."""
-    spec = config["setting"]
-    trial_config = {**spec["config"], **searched_fields(config)}
-    trainable({"trial": {"key": "", "config": trial_config, "out_dir": ""}})
+    """Ray Tune trainable: the setting's trial with the sampled values."""
+    run_reported_trial(TrialConfig.from_dict({**config["setting"]["config"], **searched_fields(config)}))
 
 
 def open_study(setting: Setting):

@@ -100,11 +100,15 @@ def result_row(trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, e
 
 
 def trainable(config: dict[str, Any]) -> None:
-    """The Tune function trainable: a thin wrapper of ``run_trial`` (imported by workers)."""
-    from ray import tune
-
+    """The grid's Tune function trainable: the planned trial's config and checkpoint folder."""
     spec = config["trial"]
-    trial_config = TrialConfig.from_dict(spec["config"])
+    run_reported_trial(TrialConfig.from_dict(spec["config"]), spec["out_dir"] or None)
+
+
+def run_reported_trial(trial_config: TrialConfig, out_dir: str | None = None) -> None:
+    """``run_trial`` inside a Tune worker: every evaluation reported to Tune, then the
+    result (under ``trial_result``, for the driver's row) as the last report."""
+    from ray import tune
 
     def report(step: int, epoch: float, train_loss: float, val_rel_l2: float) -> None:
         tune.report({"step": step, "epoch": epoch, "train_loss": train_loss, "val_rel_l2": val_rel_l2})
@@ -114,7 +118,7 @@ def trainable(config: dict[str, Any]) -> None:
     if trial_config.device == "cuda" and not ray.get_gpu_ids():
         raise RuntimeError("this trial asked for a GPU share but Ray assigned it no GPU")
     # With a GPU request Ray sets CUDA_VISIBLE_DEVICES to the assigned GPU: "cuda" is it.
-    result = run_trial(trial_config, report, spec["out_dir"] or None).to_dict()
+    result = run_trial(trial_config, report, out_dir).to_dict()
     # Host name plus Ray node id: two Ray nodes on one host stay distinguishable.
     result["node"] = f"{result['node']}/{ray.get_runtime_context().get_node_id()[:12]}"
     # trial_status at the top level: Tune hands searchers the result flattened.

@@ -284,9 +284,20 @@ def test_a_failing_trial_is_recorded_and_the_sweep_finishes(tmp_path):
 def test_requests_that_fit_no_node_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"a trial asks for 1 CPUs and 1 GPUs, but the largest node has"):
         scaling.main(["--out", str(tmp_path), "--no-dashboard", "--gpus-per-trial", "1", *TINY])
-    auto = ["--gpus-per-trial", "auto", "--gpu-memory-gib", "80"]
+
+
+def test_auto_gpu_shares_on_nodes_without_gpus_are_refused(monkeypatch):
+    import argparse
+
+    import ray
+
+    from fno_sweeps.cluster import check_resources
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    args = argparse.Namespace(gpus_per_trial=None, cpus_per_trial=1.0)
     with pytest.raises(SystemExit, match=r"asks for 1 CPUs and a share of a GPU \(auto\), but the largest node"):
-        scaling.main(["--out", str(tmp_path), "--no-dashboard", *auto, *TINY])
+        check_resources(args)
 
 
 def test_killed_driver_resumes_without_duplicates(tmp_path):

@@ -1,6 +1,7 @@
-"""sweeps/hpo.py: bad input refused before Ray starts, a tiny search end to end, resume after SIGKILL."""
+"""sweeps/hpo.py: bad input refused before Ray starts; a tiny search killed, continued and summarised."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,23 +57,7 @@ def _hpo_rows(sweep_dir: Path):
     return df[df["stage"] == "hpo"]
 
 
-def test_a_tiny_search_runs_end_to_end_and_its_best_config_feeds_a_preset(tmp_path):
-    assert hpo.main([*SETTING, "--trials", "3", "--out", str(tmp_path), *FAST]) == 0
-    sweep_dir = tmp_path / "hpo-poisson-none-w8-m4-finetune-n8"
-    rows = _hpo_rows(sweep_dir)
-    assert len(rows) == 3 and rows["key"].is_unique
-    assert set(rows["status"]) <= {"ok", "stopped"} and "ok" in set(rows["status"])
-    assert rows["lr"].between(1e-4, 1e-2).all() and rows["weight_decay"].between(1e-8, 1e-3).all()
-    assert set(rows["batch_size"]) <= {4, 8} and (rows["mode"] == "finetune").all()
-    assert (rows["pretrained_key"] != "").all()
-    best = tomllib.loads((sweep_dir / "best.toml").read_text())
-    ok = rows[rows["status"] == "ok"]
-    assert best["lrs"][0] == pytest.approx(ok.loc[ok["val_rel_l2"].idxmin(), "lr"], rel=1e-5)
-    preset = Preset.load("cpu", {"lrs": best["lrs"], **{f"downstream.{k}": v for k, v in best["downstream"].items()}})
-    assert preset.downstream.steps == best["downstream"]["steps"]
-
-
-def test_an_interrupted_search_continues_the_same_study(tmp_path):
+def test_an_interrupted_search_continues_the_same_study_and_its_best_config_feeds_a_preset(tmp_path):
     cmd = [sys.executable, str(ROOT / "sweeps" / "hpo.py"), *SETTING, "--trials", "8", "--out", str(tmp_path), *FAST]
     sweep_dir = tmp_path / "hpo-poisson-none-w8-m4-finetune-n8"
     run = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -96,3 +81,18 @@ def test_an_interrupted_search_continues_the_same_study(tmp_path):
     after = _hpo_rows(sweep_dir)
     assert before <= set(after["key"]) and after["key"].is_unique  # nothing lost, nothing twice
     assert len(after) >= 8
+    # The rows and the best configuration, end to end (the continuation ran in-process).
+    assert set(after["status"]) <= {"ok", "stopped", "failed"} and "ok" in set(after["status"])
+    assert after["lr"].between(1e-4, 1e-2).all() and after["weight_decay"].between(1e-8, 1e-3).all()
+    assert set(after["batch_size"]) <= {4, 8} and (after["mode"] == "finetune").all()
+    assert (after["pretrained_key"] != "").all()
+    text = (sweep_dir / "best.toml").read_text()
+    best, best_value = tomllib.loads(text), float(re.search(r"val_rel_l2 = (\S+)", text).group(1))
+    ok = after[after["status"] == "ok"]
+    best_row = ok.loc[ok["val_rel_l2"].idxmin()]
+    # The study's best is at most the best row (a trial the killed driver completed may lack its row).
+    assert best_value <= best_row["val_rel_l2"] * (1 + 1e-5)
+    if best_value == pytest.approx(best_row["val_rel_l2"], rel=1e-5):
+        assert best["lrs"][0] == pytest.approx(best_row["lr"], rel=1e-5)
+    preset = Preset.load("cpu", {"lrs": best["lrs"], **{f"downstream.{k}": v for k, v in best["downstream"].items()}})
+    assert preset.downstream.steps == best["downstream"]["steps"]

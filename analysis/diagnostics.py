@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from fno.vocabulary import FITTED_MODES
-from fno_analysis.points import CURVE_KEYS, POINT_KEYS, SIZE_KEYS
+from fno_analysis.points import CURVE_KEYS, POINT_KEYS, SIZE_KEYS, with_study_columns
 
 UNDERTRAINED_TAIL = 0.9  # "the last 10% of the budget" starts here
 UNDERTRAINED_DROP = 0.01  # "still falling": the final evaluation at least 1% below the one at 90%
@@ -121,6 +121,7 @@ def probe_table(df: pd.DataFrame) -> pd.DataFrame:
     """Every budget probe beside its base trial: validation and test error at 1x and 2x."""
     columns = [*POINT_KEYS, "lr", "seed", "steps", "steps_2x", "val_rel_l2", "val_rel_l2_2x"]
     columns += ["test_rel_l2", "test_rel_l2_2x"]
+    df = with_study_columns(df)
     probes = df[(df["stage"] == "probe") & (df["status"] == "ok")]
     base = df[(df["stage"] == "downstream") & (df["status"] == "ok")]
     merged = probes.merge(base, on=[*POINT_KEYS, "lr", "seed"], suffixes=("_2x", ""))
@@ -256,6 +257,7 @@ def _one_data_seed(df: pd.DataFrame, fits: pd.DataFrame) -> list[dict]:
 
 def diagnose(df: pd.DataFrame, points: pd.DataFrame, fits: pd.DataFrame) -> pd.DataFrame:
     """Every flag of a sweep (FLAG_COLUMNS), in the order of CHECKS."""
+    df = with_study_columns(df)
     flags = [
         *_under_training(df, points),
         *_budget_probes(df),

@@ -41,7 +41,7 @@ REQUIRED_COLUMNS = (
     "test_rel_l2",
 )
 SIZE_KEYS = ["width", "modes", "layers"]
-CURVE_KEYS = ["family", "shift", "pretrain_family", *SIZE_KEYS, "mode"]
+CURVE_KEYS = ["family", "shift", "pretrain_family", *SIZE_KEYS, "mode", "finetune_strategy"]
 POINT_KEYS = [*CURVE_KEYS, "n_train"]
 
 
@@ -49,6 +49,20 @@ def ordered_shifts(values) -> list[str]:
     """The distinct shifts among ``values``: none, moderate, large first, then others by name."""
     values = set(values)
     return [s for s in SHIFTS if s in values] + sorted(values - set(SHIFTS))
+
+
+def with_study_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with the columns later tables added, as older tables mean them: data_seed 0,
+    and finetune_strategy "full" for fine-tune rows ("" for the other modes)."""
+    return df.assign(data_seed=df.get("data_seed", 0), finetune_strategy=finetune_strategies(df))
+
+
+def finetune_strategies(rows: pd.DataFrame) -> pd.Series:
+    """Each row's fine-tuning strategy: "full" for fine-tune rows of tables from before
+    strategies existed, "" for the other modes."""
+    given = rows["finetune_strategy"] if "finetune_strategy" in rows else pd.Series("", index=rows.index)
+    given = given.fillna("").astype(str)
+    return given.where((rows["mode"] != "finetune") | (given != ""), "full").where(rows["mode"] == "finetune", "")
 
 
 def check_columns(df: pd.DataFrame, required: Sequence[str] = REQUIRED_COLUMNS) -> None:
@@ -92,7 +106,7 @@ def select_points(df: pd.DataFrame) -> pd.DataFrame:
     rows = df[df["mode"].isin(DOWNSTREAM_MODES)]
     if "stage" in rows:
         rows = rows[rows["stage"] != "probe"]
-    rows = rows.assign(data_seed=rows.get("data_seed", 0))  # tables from before data seeds: 0
+    rows = with_study_columns(rows)
     rows = rows.assign(replicate=list(zip(rows["data_seed"], rows["seed"], strict=True)))
     grid = (
         rows.groupby(POINT_KEYS, dropna=False, sort=False)

@@ -432,7 +432,9 @@ def _curve_label(row) -> str:
         return "all curves"
     source = f", pre-trained on {row['pretrain_family']}" if row["pretrain_family"] else ""
     size = f"w{int(row['width'])}-m{int(row['modes'])}-l{int(row['layers'])}"
-    return f"{row['family']} / {row['shift']} / {size} / {row['mode']}{source}"
+    strategy = row.get("finetune_strategy", "")
+    mode = f"{row['mode']} ({strategy})" if strategy not in ("", "full") else row["mode"]
+    return f"{row['family']} / {row['shift']} / {size} / {mode}{source}"
 
 
 def text_sections(report: Report) -> list[tuple[str, list[str], list[tuple[str, pd.DataFrame]]]]:

@@ -252,6 +252,27 @@ class FNO2d(nn.Module):
     def from_config(cls, config: FNOConfig) -> FNO2d:
         return cls(config.in_channels, config.out_channels, config.width, config.modes, config.layers)
 
+    def trainable_parts(self, strategy: str) -> list[nn.Module]:
+        """The modules a fine-tuning ``strategy`` trains (``fno.vocabulary.FINETUNE_STRATEGIES``)."""
+        head = [self.project_hidden, self.project_out]
+        if strategy == "full":
+            return [self]
+        if strategy == "head":
+            return head
+        if strategy == "lift-head":
+            return [self.lift, *head]
+        if strategy == "frozen-spectral":
+            return [self.lift, *(layer.skip for layer in self.fourier), *head]
+        raise ValueError(f"finetune_strategy must be one of full, head, lift-head, frozen-spectral; got {strategy!r}")
+
+    def freeze_for(self, strategy: str) -> int:
+        """Set requires_grad for ``strategy`` (frozen: everything outside its trainable
+        parts); return the number of trainable parameters."""
+        self.requires_grad_(False)
+        for part in self.trainable_parts(strategy):
+            part.requires_grad_(True)
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:
             raise ValueError(f"input must have shape (batch, {self.config.in_channels}, x, y), got {tuple(x.shape)}")

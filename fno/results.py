@@ -41,6 +41,8 @@ SCHEMA = pa.schema(
         ("modes", pa.int64()),
         ("layers", pa.int64()),
         ("n_params", pa.int64()),
+        ("n_trainable", pa.int64()),  # parameters trained (a fine-tuning strategy's); -1 in older tables
+        ("finetune_strategy", pa.string()),  # "" except for fine-tune trials
         ("flops_per_sample", pa.float64()),  # forward FLOPs per sample at `resolution`
         ("n_train", pa.int64()),
         ("resolution", pa.int64()),
@@ -78,6 +80,8 @@ COLUMNS = tuple(SCHEMA.names)
 # Columns added after the first tables were written, with the value older rows read as,
 # so that every table this code wrote stays readable.
 ADDED_COLUMNS: dict[str, Any] = {
+    "n_trainable": -1,
+    "finetune_strategy": "",
     "data_seed": 0,
     "gpu_name": "",
     "gpu_share": 0.0,

@@ -41,7 +41,7 @@ from fno.checks import check_choice, check_int
 from fno.config import check_known_fields, load_toml, parse_overrides
 from fno.data import DatasetSpec, Fields, Normalization, load_fields
 from fno.model import FNO2d, FNOConfig, check_modes
-from fno.vocabulary import RANDOM_INIT_MODES, TRAINING_MODES
+from fno.vocabulary import FINETUNE_STRATEGIES, RANDOM_INIT_MODES, TRAINING_MODES
 
 CHECKPOINT_FORMAT = "fno-scaling-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -85,6 +85,9 @@ class TrialConfig:
     eval_every: int = 100  # steps between validation passes (and report calls); see eval_steps
     seed: int = 0  # model init and batch order
     pretrained: str | None = None  # checkpoint path: required for finetune and zeroshot
+    # finetune only: which weights are trained (fno.vocabulary.FINETUNE_STRATEGIES);
+    # "full" is the paper's. Other modes keep "full" (their weights are all trained).
+    finetune_strategy: str = "full"
     # Execution.
     device: str = "auto"  # auto: cuda if available, else cpu
     threads: int | None = None  # CPU threads for this trial; None leaves torch's default
@@ -96,6 +99,9 @@ class TrialConfig:
 
     def __post_init__(self) -> None:
         check_choice(self.mode, "mode", TRAINING_MODES)
+        check_choice(self.finetune_strategy, "finetune_strategy", FINETUNE_STRATEGIES)
+        if self.mode != "finetune" and self.finetune_strategy != "full":
+            raise ValueError(f"finetune_strategy applies to mode finetune; mode {self.mode} trains every weight")
         for name in ("n_train", "n_val", "n_test", "resolution", "width", "modes", "layers", "batch_size"):
             check_int(getattr(self, name), name)
         self._check_budget()
@@ -243,6 +249,8 @@ class TrialResult:
     node: str
     started_at: str
     code_version: str
+    n_trainable: int = 0  # parameters the trial trained (the strategy's; 0 for zero-shot)
+    finetune_strategy: str = ""  # the fine-tuning strategy; "" for other modes
     gpu_name: str = ""  # torch.cuda.get_device_name; "" on CPU
     gpu_share: float = 0.0  # the share of that GPU the trial was capped at; 0 on CPU
     bf16: bool = False  # bf16 autocast was on (CUDA only)
@@ -356,10 +364,11 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.0)
     Fused and for-each Adam compute the same update; fused took the optimizer step at
     w64-m16 on CPU from about 25 ms to about 7 ms (benchmarks/bench_model.py uses this too).
     """
+    trainable = [p for p in model.parameters() if p.requires_grad]  # a frozen part is not optimised
     try:
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+        return torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay, fused=True)
     except RuntimeError:  # fused Adam not built for this device or dtype
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay)
 
 
 def configure_cuda(config: TrialConfig, device: torch.device) -> str:
@@ -449,6 +458,7 @@ def _prepare(config: TrialConfig, device: torch.device) -> _Prepared:
     val = load_fields(config.data_spec("val"), device=device)
     if config.mode == "finetune":
         check_compatible(norm, model, train, config.pretrained)
+        model.freeze_for(config.finetune_strategy)
     else:
         norm = Normalization.fit(train)
         torch.manual_seed(config.seed)
@@ -544,6 +554,10 @@ def _run_trial(
         "batch_size": config.batch,
         "n_params": run.model.config.n_params,
         "flops_per_sample": run.model.config.flops_per_sample(config.resolution),
+        "n_trainable": 0
+        if config.mode == "zeroshot"
+        else sum(p.numel() for p in run.model.parameters() if p.requires_grad),
+        "finetune_strategy": config.finetune_strategy if config.mode == "finetune" else "",
         "device": str(device),
         "gpu_name": gpu_name,
         "gpu_share": (config.gpu_share or 1.0) if device.type == "cuda" else 0.0,

@@ -25,7 +25,7 @@ from fno.config import check_known_fields, load_toml
 from fno.model import PRESETS as SIZE_PRESETS
 from fno.physics.families import SHIFT_RANGE, SINGLE_FAMILIES
 from fno.train import TrialConfig
-from fno.vocabulary import DOWNSTREAM_MODES, SHIFTS
+from fno.vocabulary import DOWNSTREAM_MODES, FINETUNE_STRATEGIES, SHIFTS
 
 PRESET_DIR = Path(__file__).parent / "presets"
 EXECUTION_FIELDS = ("device", "threads", "bf16", "tf32", "gpu_share", "pretrained")  # not part of a key
@@ -74,6 +74,9 @@ class Preset:
     shifts: tuple[str, ...] = ("none", "moderate")
     n_train: tuple[int, ...] = (16, 64, 256)  # downstream N
     train_modes: tuple[str, ...] = DOWNSTREAM_MODES  # how each downstream point is trained
+    # Which weights each fine-tune trains (fno.vocabulary.FINETUNE_STRATEGIES); every
+    # fine-tune point is run once per strategy. "full" is the paper's.
+    finetune_strategies: tuple[str, ...] = ("full",)
     lrs: tuple[float, ...] = (1e-3,)
     seeds: tuple[int, ...] = (0,)
     n_val: int = 64
@@ -112,6 +115,7 @@ class Preset:
         check_subset(self.families, "families", SINGLE_FAMILIES)
         check_subset(self.shifts, "shifts", SHIFTS)
         check_subset(self.train_modes, "train_modes", DOWNSTREAM_MODES)
+        check_subset(self.finetune_strategies, "finetune_strategies", FINETUNE_STRATEGIES)
         if not isinstance(self.budget_probe, bool):
             raise ValueError(f"budget_probe must be true or false, got {self.budget_probe!r}")
         for family, shifts in self.ranges.items():
@@ -192,7 +196,8 @@ class PlannedTrial:
         if self.stage == "pretrain":
             return f"pretrain-{c.family}-w{c.width}m{c.modes}-{self.key[:6]}"
         seeds = f"s{c.seed}-d{c.data_seed}" if c.data_seed else f"s{c.seed}"
-        return f"{c.mode}-{c.family}-{self.shift}-w{c.width}m{c.modes}-N{c.n_train}-lr{c.lr:g}-{seeds}-{self.key[:6]}"
+        mode = c.mode if c.finetune_strategy == "full" else f"{c.mode}[{c.finetune_strategy}]"
+        return f"{mode}-{c.family}-{self.shift}-w{c.width}m{c.modes}-N{c.n_train}-lr{c.lr:g}-{seeds}-{self.key[:6]}"
 
 
 def trial_key(config: TrialConfig, pretrained_key: str = "") -> str:
@@ -200,6 +205,8 @@ def trial_key(config: TrialConfig, pretrained_key: str = "") -> str:
     for name in OPTIONAL_KEY_FIELDS:
         if fields[name] is None:
             del fields[name]
+    if fields["finetune_strategy"] == "full":  # the paper's way: the keys it always had
+        del fields["finetune_strategy"]
     fields["pretrained_key"] = pretrained_key
     return sha256_hex(fields)[:24]
 
@@ -247,19 +254,21 @@ def _expand(preset: Preset) -> list[PlannedTrial]:
     for size, source, family, shift, n_train, mode, lr, seed, data_seed in grid:
         if source not in (family, "mixture"):
             continue  # a single-family model reads only its own family's channels
-        planned = _downstream(
-            preset,
-            pretrained[(size, source)],
-            source=source,
-            family=family,
-            shift=shift,
-            n_train=n_train,
-            mode=mode,
-            lr=lr,
-            seed=seed,
-            data_seed=data_seed,
-        )
-        trials.setdefault(planned.key, planned)
+        for strategy in preset.finetune_strategies if mode == "finetune" else ("full",):
+            planned = _downstream(
+                preset,
+                pretrained[(size, source)],
+                source=source,
+                family=family,
+                shift=shift,
+                n_train=n_train,
+                mode=mode,
+                lr=lr,
+                seed=seed,
+                data_seed=data_seed,
+                strategy=strategy,
+            )
+            trials.setdefault(planned.key, planned)
     if preset.budget_probe:
         for probe in budget_probes(preset, list(trials.values())):
             trials.setdefault(probe.key, probe)
@@ -305,6 +314,7 @@ def _downstream(
     lr: float,
     seed: int,
     data_seed: int,
+    strategy: str = "full",
 ) -> PlannedTrial:
     """One downstream trial, from the pre-training ``base`` of its size and ``source``.
 
@@ -329,6 +339,7 @@ def _downstream(
         seed=seed,
         channels="union" if source == "mixture" and mode != "scratch" else "native",
         data_seed=data_seed,
+        finetune_strategy=strategy,
         resolution=preset.resolution,
         n_val=preset.n_val,
         n_test=preset.n_test,

@@ -62,6 +62,8 @@ def result_row(trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, e
         "modes": c.modes,
         "layers": c.layers,
         "n_params": sizes.n_params,
+        "n_trainable": 0,  # a failed trial trained nothing; its own result says otherwise
+        "finetune_strategy": c.finetune_strategy if c.mode == "finetune" else "",
         "flops_per_sample": sizes.flops_per_sample(c.resolution),
         "n_train": c.n_train,
         "resolution": c.resolution,

@@ -68,6 +68,21 @@ def test_the_grid_is_expanded_once_and_downstream_trials_hold_their_pre_training
         Preset.load("cpu", {"modes": ["scratch"]})
 
 
+def test_fine_tuning_strategies_are_a_grid_axis_and_full_keeps_its_keys():
+    one = expand(Preset.load("cpu"))
+    four = expand(Preset.load("cpu", {"finetune_strategies": ["full", "head", "lift-head", "frozen-spectral"]}))
+    finetune = [t for t in four if t.config.mode == "finetune"]
+    assert len(finetune) == 4 * sum(t.config.mode == "finetune" for t in one)
+    assert {t.key for t in one} <= {t.key for t in four}  # full: the keys it always had
+    assert len({t.key for t in four}) == len(four)
+    assert {t.config.finetune_strategy for t in four if t.config.mode != "finetune"} == {"full"}
+    head = next(t for t in finetune if t.config.finetune_strategy == "head")
+    row = result_row(head, "s", None, "boom")
+    assert row["finetune_strategy"] == "head" and "finetune[head]" in head.name
+    with pytest.raises(ValueError, match=r"finetune_strategies: \['lora'\] not allowed"):
+        Preset.load("cpu", {"finetune_strategies": ["lora"]})
+
+
 PINNED_FIRST_KEY = "1db96222c321ab7edd8f66af"  # fixed-step budgets keep older keys: tests/test_budget.py
 
 

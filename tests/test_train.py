@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from fno import train
 from fno.train import TrialConfig, run_trial
@@ -173,3 +174,33 @@ def test_cli_writes_result_and_checkpoint(tmp_path, capsys):
     assert "step      2" in printed and "test rel L2" in printed
     assert train.main(["--mode", "scratch", "--set", "n_train=-1", "--out", str(out)]) == 2
     assert "n_train must be an integer >= 1" in capsys.readouterr().err
+
+
+FROZEN_PREFIXES = {  # state-dict prefixes each strategy must leave untouched
+    "full": (),
+    "head": ("lift.", "fourier."),
+    "lift-head": ("fourier.",),
+    "frozen-spectral": tuple(f"fourier.{i}.spectral." for i in range(4)),
+}
+
+
+@pytest.mark.parametrize("strategy", list(FROZEN_PREFIXES))
+def test_each_fine_tuning_strategy_trains_exactly_its_parts(pretrained, tmp_path, strategy):
+    config = tiny(mode="finetune", pretrained=pretrained.checkpoint, n_train=16, steps=20, eval_every=10, lr=1e-2)
+    config = TrialConfig(**{**config.to_dict(), "finetune_strategy": strategy})
+    result = run_trial(config, out_dir=tmp_path)
+    assert result.status == "ok" and result.finetune_strategy == strategy
+    before = train.load_checkpoint(pretrained.checkpoint)[0].state_dict()
+    after = train.load_checkpoint(result.checkpoint)[0].state_dict()
+    frozen = {k for k in before if k.startswith(FROZEN_PREFIXES[strategy])}
+    assert all(torch.equal(before[k], after[k]) for k in frozen)  # frozen: unchanged after training
+    assert not any(torch.equal(before[k], after[k]) for k in set(before) - frozen)  # the rest: trained
+    model = train.load_checkpoint(pretrained.checkpoint)[0]
+    assert result.n_trainable == model.freeze_for(strategy) == sum(before[k].numel() for k in set(before) - frozen)
+
+
+def test_a_strategy_other_than_full_is_only_for_fine_tuning():
+    with pytest.raises(ValueError, match="finetune_strategy applies to mode finetune"):
+        tiny(mode="scratch", finetune_strategy="head")
+    with pytest.raises(ValueError, match="finetune_strategy must be one of full, head, lift-head, frozen-spectral"):
+        tiny(mode="finetune", pretrained="x.pt", finetune_strategy="lora")

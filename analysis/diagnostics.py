@@ -37,6 +37,7 @@ curves whose scratch floor is suspect, for ``fno_analysis.fit.data_efficiency_ga
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -94,6 +95,15 @@ def _flag(check: str, keys, n_train: str, message: str) -> dict:
     return {"check": check, **dict(zip(CURVE_KEYS, keys, strict=True)), "n_train": n_train, "message": message}
 
 
+def _per_curve(frame: pd.DataFrame, check: str, describe: Callable[[pd.DataFrame], str]) -> list[dict]:
+    """One ``check`` flag per curve of ``frame`` (rows with CURVE_KEYS and n_train): its N
+    values, and ``describe(the curve's rows)`` as the message."""
+    return [
+        _flag(check, keys, _n_list(group["n_train"]), describe(group))
+        for keys, group in frame.groupby(CURVE_KEYS, dropna=False, sort=True)
+    ]
+
+
 def _under_training(df: pd.DataFrame, points: pd.DataFrame) -> list[dict]:
     rows = _chosen_rows(df, points)
     if rows.empty or "eval_steps" not in rows:
@@ -103,18 +113,16 @@ def _under_training(df: pd.DataFrame, points: pd.DataFrame) -> list[dict]:
         flag, at_mark, final = still_falling(row.eval_steps, row.eval_val_rel_l2, row.steps, row.best_step)
         if flag:
             hits.append({**{k: getattr(row, k) for k in POINT_KEYS}, "at_mark": at_mark, "final": final})
-    flags = []
-    for keys, group in pd.DataFrame(hits, columns=[*POINT_KEYS, "at_mark", "final"]).groupby(
-        CURVE_KEYS, dropna=False, sort=True
-    ):
+
+    def describe(group: pd.DataFrame) -> str:
         worst = group.loc[(group["final"] / group["at_mark"]).idxmin()]
-        message = (
+        return (
             f"best validation error in the last 10% of the budget and still falling at N = "
             f"{_n_list(group['n_train'])} (e.g. N = {int(worst['n_train'])}: {worst['at_mark']:.4g} at 90% of the "
             f"budget, {worst['final']:.4g} at its end): train longer (raise epochs)"
         )
-        flags.append(_flag("under-training", keys, _n_list(group["n_train"]), message))
-    return flags
+
+    return _per_curve(pd.DataFrame(hits, columns=[*POINT_KEYS, "at_mark", "final"]), "under-training", describe)
 
 
 def probe_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -156,20 +164,20 @@ def _lr_edges(points: pd.DataFrame) -> list[dict]:
         return [_flag("learning rate at the grid's edge", [""] * len(CURVE_KEYS), "", message)]
     trained = trained[trained["n_lrs"] > 1]
     edge = trained[(trained["lr"] == trained["lr_min"]) | (trained["lr"] == trained["lr_max"])]
-    flags = []
-    for keys, group in edge.groupby(CURVE_KEYS, dropna=False, sort=True):
+
+    def describe(group: pd.DataFrame) -> str:
         parts = []
         for side, column in (("smallest", "lr_min"), ("largest", "lr_max")):
             at = group[group["lr"] == group[column]]
             if not at.empty:
                 parts.append(f"the {side} rate ({at['lr'].iloc[0]:g}) at N = {_n_list(at['n_train'])}")
-        message = (
+        return (
             f"validation chose {' and '.join(parts)}; a better rate may lie outside the grid "
             f"[{group['lr_min'].min():g}, {group['lr_max'].max():g}]"
             + (" (with two rates every choice is at an edge)" if (group["n_lrs"] == 2).all() else "")
         )
-        flags.append(_flag("learning rate at the grid's edge", keys, _n_list(group["n_train"]), message))
-    return flags
+
+    return _per_curve(edge, "learning rate at the grid's edge", describe)
 
 
 def reference_errors(df: pd.DataFrame) -> pd.DataFrame:
@@ -211,16 +219,16 @@ def _worse_than_zero_shot(points: pd.DataFrame) -> list[dict]:
         zero.rename(columns={"test_rel_l2": "zero_shot"}), on=["family", "shift", "pretrain_family", *SIZE_KEYS]
     )
     worse = tuned[tuned["test_rel_l2"] > tuned["zero_shot"]]
-    flags = []
-    for keys, group in worse.groupby(CURVE_KEYS, dropna=False, sort=True):
+
+    def describe(group: pd.DataFrame) -> str:
         top = group.loc[(group["test_rel_l2"] / group["zero_shot"]).idxmax()]
-        message = (
+        return (
             f"fine-tuned error above the pre-trained model's own zero-shot error ({top['zero_shot']:.4g}) at N = "
             f"{_n_list(group['n_train'])} (e.g. N = {int(top['n_train'])}: {top['test_rel_l2']:.4g} with lr "
             f"{top['lr']:g}): fine-tuning made the model worse; try smaller learning rates"
         )
-        flags.append(_flag("fine-tuning worse than zero-shot", keys, _n_list(group["n_train"]), message))
-    return flags
+
+    return _per_curve(worse, "fine-tuning worse than zero-shot", describe)
 
 
 def _failures(df: pd.DataFrame) -> list[dict]:
@@ -244,8 +252,7 @@ def _fit_warnings(fits: pd.DataFrame) -> list[dict]:
 
 
 def _one_data_seed(df: pd.DataFrame, fits: pd.DataFrame) -> list[dict]:
-    data_seeds = df["data_seed"].nunique() if "data_seed" in df else 1
-    if data_seeds > 1 or fits.empty or not np.isfinite(fits["b"].astype(float)).any():
+    if df["data_seed"].nunique() > 1 or fits.empty or not np.isfinite(fits["b"].astype(float)).any():
         return []
     message = (
         "one data seed: the points of a curve share their training and test data, so their noise is "

@@ -24,42 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from fno.vocabulary import SHIFTS
+from fno.vocabulary import FITTED_MODES, SHIFTS
+from fno_analysis.fit import t975
 from fno_analysis.points import SIZE_KEYS, ordered_shifts
 
-# Student t 97.5% quantiles for 1..30 degrees of freedom (beyond: the normal's 1.96).
-T975 = (
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
-)
 ORDERS = 10.0  # "orders of magnitude fewer examples": at least this gain
 SUPPORTS, CONTRADICTS, UNDECIDED = "supports", "contradicts", "not decided by this sweep"
 
@@ -80,7 +48,7 @@ def mean_interval(errors) -> tuple[float, float, float]:
     if values.size < 2:
         return mean, math.nan, math.nan
     df = values.size - 1
-    half = (T975[df - 1] if df <= len(T975) else 1.96) * values.std(ddof=1) / math.sqrt(values.size)
+    half = t975(df) * values.std(ddof=1) / math.sqrt(values.size)
     return mean, mean - half, mean + half
 
 
@@ -101,7 +69,7 @@ def _size(row) -> str:
 
 def smallest_n_comparison(points: pd.DataFrame) -> pd.DataFrame:
     """Per (family, shift, size, pre-training set): fine-tune vs scratch error at the smallest N."""
-    trained = points[points["mode"].isin(("scratch", "finetune"))]
+    trained = points[points["mode"].isin(FITTED_MODES)]
     rows = []
     for (family, shift, *size), here in trained.groupby(["family", "shift", *SIZE_KEYS], sort=True):
         n_min = here["n_train"].min()

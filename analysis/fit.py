@@ -201,16 +201,21 @@ def _selection_stage(selection: Sequence[dict | None] | None, y: np.ndarray, n_b
     return deviations
 
 
-# Two-sided 97.5% quantiles of Student's t with 1 .. 30 degrees of freedom.
+# The 97.5% quantiles of Student's t with 1 .. 30 degrees of freedom; beyond, the normal's.
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131)
 T975 += (2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-Z975 = 1.959964
+Z975 = 1.96
+
+
+def t975(dof: int) -> float:
+    """The 97.5% quantile of Student's t with ``dof`` >= 1 degrees of freedom (the normal's beyond 30)."""
+    return T975[dof - 1] if dof <= len(T975) else Z975
 
 
 def _few_units_factor(k: int) -> float:
     """t(k - 1) / z at 97.5%: widens a spread estimated from k whole curves for the
     uncertainty of that estimate (k - 1 degrees of freedom), as a t interval does."""
-    return T975[k - 2] / Z975 if k - 1 <= len(T975) else 1.0
+    return t975(k - 1) / Z975
 
 
 def _leverage(jac: np.ndarray) -> np.ndarray:

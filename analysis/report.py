@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fno.vocabulary import PRETRAINED_MODES
 from fno_analysis.diagnostics import CHECKS, diagnose, floor_artefacts, probe_table
 from fno_analysis.findings import Findings, build_findings
 from fno_analysis.fit import add_fit_arguments, fit_curves, saturating
@@ -98,7 +99,7 @@ def _curve_traces(points, fits, family, shift, size, pretrain_families, show_leg
         & (points["modes"] == modes)
         & (points["layers"] == layers)
     ]
-    lines = [("scratch", ""), *((m, p) for m in ("finetune", "zeroshot") for p in pretrain_families)]
+    lines = [("scratch", ""), *((m, p) for m in PRETRAINED_MODES for p in pretrain_families)]
     n_range = here.loc[here["mode"] != "zeroshot", "n_train"]
     for mode, source in lines:
         sel = here[(here["mode"] == mode) & (here["pretrain_family"] == source)].sort_values("n_train")

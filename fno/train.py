@@ -41,7 +41,7 @@ from fno.checks import check_choice, check_int
 from fno.config import check_known_fields, load_toml, parse_overrides
 from fno.data import DatasetSpec, Fields, Normalization, load_fields
 from fno.model import FNO2d, FNOConfig, check_modes
-from fno.vocabulary import FINETUNE_STRATEGIES, RANDOM_INIT_MODES, TRAINING_MODES
+from fno.vocabulary import FINETUNE_STRATEGIES, PRETRAINED_MODES, RANDOM_INIT_MODES, TRAINING_MODES
 
 CHECKPOINT_FORMAT = "fno-scaling-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -137,7 +137,7 @@ class TrialConfig:
         """Refuse a fine-tune or zero-shot trial without a checkpoint path. Not checked on
         construction: a sweep plans such trials before their pre-training exists (the
         planned trial holds the dependency) and sets the path when it submits them."""
-        if self.mode in ("finetune", "zeroshot") and not self.pretrained:
+        if self.mode in PRETRAINED_MODES and not self.pretrained:
             raise ValueError(f"mode {self.mode} needs pretrained = path of a pre-training checkpoint")
 
     def _check_budget(self) -> None:
@@ -448,7 +448,7 @@ class _Prepared:
 def _prepare(config: TrialConfig, device: torch.device) -> _Prepared:
     """Phase 1: the checkpoint (read first: a bad one fails before any data is made), the
     data, the normalisation (fitted on the host) and the model, on ``device``."""
-    if config.mode in ("finetune", "zeroshot"):
+    if config.mode in PRETRAINED_MODES:
         model, norm, _ = load_checkpoint(config.pretrained)
     test = load_fields(config.data_spec("test"), device=device)
     if config.mode == "zeroshot":

@@ -29,9 +29,9 @@ from fno.vocabulary import DOWNSTREAM_MODES, FINETUNE_STRATEGIES, SHIFTS
 
 PRESET_DIR = Path(__file__).parent / "presets"
 EXECUTION_FIELDS = ("device", "threads", "bf16", "tf32", "gpu_share", "pretrained")  # not part of a key
-# Budget fields added after the first sweeps ran: part of a key only when set, so that
-# trials with a fixed step budget keep the keys (and results) they had.
-OPTIONAL_KEY_FIELDS = ("epochs", "min_steps", "max_steps")
+# Fields added after the first sweeps ran, with the value that leaves them out of a key:
+# a trial that does not use one keeps the key (and results) it had.
+OPTIONAL_KEY_FIELDS = {"epochs": None, "min_steps": None, "max_steps": None, "finetune_strategy": "full"}
 SIZE_PATTERN = re.compile(r"^w(\d+)-m(\d+)$")
 
 
@@ -202,11 +202,9 @@ class PlannedTrial:
 
 def trial_key(config: TrialConfig, pretrained_key: str = "") -> str:
     fields = {k: v for k, v in config.to_dict().items() if k not in EXECUTION_FIELDS}
-    for name in OPTIONAL_KEY_FIELDS:
-        if fields[name] is None:
+    for name, unused in OPTIONAL_KEY_FIELDS.items():
+        if fields[name] == unused:
             del fields[name]
-    if fields["finetune_strategy"] == "full":  # the paper's way: the keys it always had
-        del fields["finetune_strategy"]
     fields["pretrained_key"] = pretrained_key
     return sha256_hex(fields)[:24]
 

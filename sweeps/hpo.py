@@ -32,6 +32,7 @@ from fno.checks import sha256_hex
 from fno.config import parse_overrides
 from fno.results import statuses
 from fno.train import TrialConfig
+from fno.vocabulary import FITTED_MODES
 from fno_sweeps.cluster import add_ray_arguments, check_resources, output_base, run_settings, start_ray
 from fno_sweeps.grid import PlannedTrial, Preset, expand, trial_key
 from fno_sweeps.runner import (
@@ -83,7 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python sweeps/hpo.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--family", required=True, help="downstream family: poisson, advdiff, helmholtz")
     p.add_argument("--size", required=True, help="model size, wWIDTH-mMODES (e.g. w32-m8)")
-    p.add_argument("--mode", required=True, choices=["scratch", "finetune"], help="training mode searched")
+    p.add_argument("--mode", required=True, choices=FITTED_MODES, help="training mode searched")
     p.add_argument("--n-train", type=int, required=True, help="downstream training examples N")
     p.add_argument("--shift", default="none", help="downstream range: none, moderate, large (default none)")
     p.add_argument("--pretrain-family", default=None, help="pre-training set (default: the family itself)")

@@ -78,7 +78,9 @@ def _mark_verified(path: Path, sha256: str) -> None:
 
 def _read_cache(directory: Path, key: str, n_samples: int | None = None) -> tuple[Fields | None, int]:
     """(the first ``n_samples`` of entry ``key`` (all if None), the samples it holds);
-    (None, 0) if absent; raises CorruptCacheError if unusable.
+    (None, 0) if absent, (None, held) if it holds fewer than ``n_samples`` (nothing is
+    read then: the caller extends the entry and reads it whole); raises
+    CorruptCacheError if unusable.
 
     The arrays file is verified once per node (``_verify_once``), then memory-mapped, and
     only the samples asked for are read and copied.
@@ -88,10 +90,12 @@ def _read_cache(directory: Path, key: str, n_samples: int | None = None) -> tupl
         return None, 0
     try:
         manifest = json.loads(manifest_path.read_text())
+        have = int(manifest["n_samples"])
+        if n_samples is not None and have < n_samples:
+            return None, have
         arrays_path = directory / manifest["arrays"]
         _verify_once(arrays_path, manifest["sha256"])
-        have = int(manifest["n_samples"])
-        n = have if n_samples is None else min(n_samples, have)
+        n = have if n_samples is None else n_samples
 
         def take(name: str) -> np.ndarray:
             entry = manifest["layout"][name]

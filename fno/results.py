@@ -8,6 +8,12 @@ the merged files are removed), because opening 100,000 one-row files took over a
 minute; a sweep compacts after every batch. ``read_results`` reads both kinds and
 keeps one row per key: a one-row file over a part, a newer part over an older one.
 This schema is the contract between the sweeps and the analysis.
+
+Beside it, ``<out>/<sweep>/evaluations/`` holds the evaluations table
+(EVALUATION_SCHEMA): a trial's test metrics at every test resolution, several rows
+per key, stored the same way (one ``<key>.parquet`` per trial, written just before
+its results row, so a row never lacks its evaluations; parts after compaction).
+Rows of a key come from one file only, the latest, as for the results.
 """
 
 from __future__ import annotations
@@ -77,6 +83,15 @@ SCHEMA = pa.schema(
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
+# One row per (trial, test resolution, metric); metric names: fno.metrics.EVAL_METRICS.
+EVALUATION_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),  # the trial's key in the results table
+        ("resolution", pa.int64()),  # grid points per axis of the test set
+        ("metric", pa.string()),  # rel_l2 | rel_l2_low | rel_l2_mid | rel_l2_high | rel_l2_p50 | rel_l2_p90
+        ("value", pa.float64()),
+    ]
+)
 # Columns added after the first tables were written, with the value older rows read as,
 # so that every table this code wrote stays readable.
 ADDED_COLUMNS: dict[str, Any] = {
@@ -108,10 +123,25 @@ def _check_row(row: Mapping[str, Any]) -> dict[str, Any]:
 def write_row(results_dir: str | os.PathLike, row: Mapping[str, Any]) -> Path:
     """Write one trial's row as ``<key>.parquet``, atomically; return its path."""
     checked = _check_row(row)
-    directory = Path(results_dir)
-    directory.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist([checked], schema=SCHEMA)
-    path = directory / f"{checked['key']}.parquet"
+    return _write_table(Path(results_dir), checked["key"], table)
+
+
+def write_evaluations(evaluations_dir: str | os.PathLike, key: str, rows: list[Mapping[str, Any]]) -> Path | None:
+    """Write one trial's evaluation rows ({resolution, metric, value}) as ``<key>.parquet``,
+    atomically (before its results row); None if there are none."""
+    if not rows:
+        return None
+    for row in rows:
+        if set(row) != {"resolution", "metric", "value"}:
+            raise ValueError(f"an evaluation row has the fields resolution, metric and value; got {sorted(row)}")
+    table = pa.Table.from_pylist([{"key": key, **row} for row in rows], schema=EVALUATION_SCHEMA)
+    return _write_table(Path(evaluations_dir), key, table)
+
+
+def _write_table(directory: Path, key: str, table: pa.Table) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{key}.parquet"
     atomic_write(path, lambda fh: pq.write_table(table, fh))
     return path
 
@@ -119,21 +149,23 @@ def write_row(results_dir: str | os.PathLike, row: Mapping[str, Any]) -> Path:
 PART_PREFIX = "part-"  # compacted files: part-<time in ns>.parquet, so names sort by age
 
 
-def _read_file(path: Path) -> pa.Table:
+def _read_file(path: Path, schema: pa.Schema = SCHEMA) -> pa.Table:
+    kind = "results" if schema is SCHEMA else "evaluations"
     try:
         table = pq.read_table(path)
     except FileNotFoundError:
         raise
     except (pa.ArrowInvalid, OSError) as err:
-        raise ValueError(f"results file {path} is corrupt ({err}); move it aside and re-run") from err
-    names = set(table.schema.names)
-    missing = [c for c in COLUMNS if c not in names]
-    if set(missing) - set(ADDED_COLUMNS) or names - set(COLUMNS):
-        raise ValueError(f"results file {path} does not have the results schema (columns {table.schema.names})")
+        raise ValueError(f"{kind} file {path} is corrupt ({err}); move it aside and re-run") from err
+    names, columns = set(table.schema.names), tuple(schema.names)
+    added = ADDED_COLUMNS if schema is SCHEMA else {}
+    missing = [c for c in columns if c not in names]
+    if set(missing) - set(added) or names - set(columns):
+        raise ValueError(f"{kind} file {path} does not have the {kind} schema (columns {table.schema.names})")
     for name in missing:  # an older table: the column's default
-        column = pa.array([ADDED_COLUMNS[name]] * table.num_rows, SCHEMA.field(name).type)
+        column = pa.array([added[name]] * table.num_rows, schema.field(name).type)
         table = table.append_column(name, column)
-    return table.select(list(COLUMNS)).cast(SCHEMA)
+    return table.select(list(columns)).cast(schema)
 
 
 def _result_files(directory: Path) -> list[Path]:
@@ -144,14 +176,22 @@ def _result_files(directory: Path) -> list[Path]:
 
 
 def _latest_per_key(tables: list[pa.Table]) -> pa.Table:
-    """Concatenate; where a key repeats, keep its last row."""
-    table = pa.concat_tables(tables)
+    """Concatenate; where a key is in several tables, keep its rows of the last one."""
     if len(tables) < 2:
-        return table
-    index = pa.array(range(table.num_rows), pa.int64())
-    last = table.select(["key"]).append_column("row", index).group_by("key").aggregate([("row", "max")])
-    keep = pc.sort_indices(last.column("row_max"))
-    return table.take(pc.take(last.column("row_max"), keep))
+        return tables[0]
+    source = [pa.array([i] * t.num_rows, pa.int64()) for i, t in enumerate(tables)]
+    table = pa.concat_tables(tables)
+    origin = pa.chunked_array(source)
+    latest = table.select(["key"]).append_column("origin", origin).group_by("key").aggregate([("origin", "max")])
+    # Each row's key's latest table, matched back row by row through a join on key.
+    keyed = pa.table({"key": table.column("key"), "row": pa.array(range(table.num_rows), pa.int64())})
+    keyed = keyed.join(latest, "key").sort_by("row")
+    return table.filter(pc.equal(origin, keyed.column("origin_max")))
+
+
+def _read_table(directory: str | os.PathLike, schema: pa.Schema) -> pa.Table:
+    tables = [_read_file(path, schema) for path in _result_files(Path(directory))]
+    return _latest_per_key(tables) if tables else schema.empty_table()
 
 
 def read_results(results_dir: str | os.PathLike) -> pa.Table:
@@ -160,24 +200,30 @@ def read_results(results_dir: str | os.PathLike) -> pa.Table:
     A file that is not a readable table of this schema is an error naming the file
     (move it aside to go on); temp files of interrupted writes are ignored.
     """
-    tables = [_read_file(path) for path in _result_files(Path(results_dir))]
-    return _latest_per_key(tables) if tables else SCHEMA.empty_table()
+    return _read_table(results_dir, SCHEMA)
 
 
-def compact(results_dir: str | os.PathLike) -> int:
-    """Merge every results file into one new part file; return the rows it holds.
+def read_evaluations(evaluations_dir: str | os.PathLike) -> pa.Table:
+    """All evaluation rows under ``evaluations_dir`` (EVALUATION_SCHEMA; empty if none),
+    each key's from its latest file; errors as ``read_results``."""
+    return _read_table(evaluations_dir, EVALUATION_SCHEMA)
+
+
+def compact(directory: str | os.PathLike, schema: pa.Schema = SCHEMA) -> int:
+    """Merge every file of a results (or, with EVALUATION_SCHEMA, evaluations) folder into
+    one new part file; return the rows it holds.
 
     Safe against crashes (the part is complete on disk before any file it replaces is
     removed; a leftover duplicate is resolved by ``read_results``) and against rows
     written meanwhile (only the files read are removed). Does nothing with fewer than
     two files, or if a file vanished while reading (another process compacting).
     """
-    directory = Path(results_dir)
+    directory = Path(directory)
     files = _result_files(directory)
     if len(files) < 2:
         return 0
     try:
-        table = _latest_per_key([_read_file(path) for path in files])
+        table = _latest_per_key([_read_file(path, schema) for path in files])
     except FileNotFoundError:
         return 0
     atomic_write(directory / f"{PART_PREFIX}{time.time_ns()}.parquet", lambda fh: pq.write_table(table, fh))

@@ -39,7 +39,8 @@ from fno import __version__
 from fno.atomic import atomic_write
 from fno.checks import check_choice, check_int
 from fno.config import check_known_fields, load_toml, parse_overrides
-from fno.data import DatasetSpec, Fields, Normalization, load_fields
+from fno.data import MIN_RESOLUTION, DatasetSpec, Fields, Normalization, load_fields
+from fno.metrics import band_errors, relative_l2, summarize
 from fno.model import FNO2d, FNOConfig, check_modes
 from fno.vocabulary import FINETUNE_STRATEGIES, PRETRAINED_MODES, RANDOM_INIT_MODES, TRAINING_MODES
 
@@ -88,6 +89,9 @@ class TrialConfig:
     # finetune only: which weights are trained (fno.vocabulary.FINETUNE_STRATEGIES);
     # "full" is the paper's. Other modes keep "full" (their weights are all trained).
     finetune_strategy: str = "full"
+    # Test resolutions besides ``resolution`` (always evaluated): the model trained at
+    # ``resolution`` is tested on the same test samples sampled on each of these grids.
+    eval_resolutions: tuple[int, ...] = ()
     # Execution.
     device: str = "auto"  # auto: cuda if available, else cpu
     threads: int | None = None  # CPU threads for this trial; None leaves torch's default
@@ -129,9 +133,34 @@ class TrialConfig:
                 torch.device(self.device)
             except RuntimeError:
                 raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}") from None
+        self._check_eval_resolutions()
         if self.mode in RANDOM_INIT_MODES:
             check_modes(self.modes, self.resolution, self.resolution)
+            for resolution in self.eval_resolutions:
+                try:
+                    check_modes(self.modes, resolution, resolution)
+                except ValueError as err:
+                    raise ValueError(f"eval_resolutions: {err}") from None
         self.data_spec("train")  # validates family, param_range, channels
+
+    def _check_eval_resolutions(self) -> None:
+        value = self.eval_resolutions
+        if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+            raise ValueError(f"eval_resolutions must be a list of grid sizes, got {value!r}")
+        object.__setattr__(self, "eval_resolutions", tuple(value))
+        for resolution in self.eval_resolutions:
+            if (
+                isinstance(resolution, bool)
+                or not isinstance(resolution, int)
+                or resolution < MIN_RESOLUTION
+                or resolution % 2
+            ):
+                raise ValueError(f"eval_resolutions must be even integers >= {MIN_RESOLUTION}, got {resolution!r}")
+
+    @property
+    def test_resolutions(self) -> tuple[int, ...]:
+        """The resolutions the trained model is tested at: its own first, then the others ascending."""
+        return (self.resolution, *sorted(set(self.eval_resolutions) - {self.resolution}))
 
     def check_checkpoint(self) -> None:
         """Refuse a fine-tune or zero-shot trial without a checkpoint path. Not checked on
@@ -191,9 +220,11 @@ class TrialConfig:
         marks.update(max(1, math.ceil(f * total)) for f in (0.8, 0.9, 1.0))
         return sorted(marks)
 
-    def data_spec(self, split: str) -> DatasetSpec:
+    def data_spec(self, split: str, resolution: int | None = None) -> DatasetSpec:
+        """The spec of a split, on the training grid or on ``resolution`` (same samples)."""
         n = {"train": self.n_train, "val": self.n_val, "test": self.n_test}[split]
-        return DatasetSpec(self.family, self.param_range, n, self.resolution, self.data_seed, split, self.channels)
+        grid = self.resolution if resolution is None else resolution
+        return DatasetSpec(self.family, self.param_range, n, grid, self.data_seed, split, self.channels)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -260,6 +291,9 @@ class TrialResult:
     # The validation curve: the error after each evaluated step (always 80%, 90%, 100%).
     eval_steps: list[int] = dataclasses.field(default_factory=list)
     eval_val_rel_l2: list[float] = dataclasses.field(default_factory=list)
+    # The test evaluations of the best checkpoint (fno.results.EVALUATION_SCHEMA rows
+    # without the key): every metric at every test resolution, the training one first.
+    evaluations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -330,28 +364,42 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample ||pred - target|| / ||target|| over all but the batch axis: (batch,)."""
-    diff = torch.linalg.vector_norm((pred - target).flatten(1), dim=1)
-    return diff / torch.linalg.vector_norm(target.flatten(1), dim=1)
-
-
 @torch.no_grad()
-def evaluate(model: FNO2d, norm: Normalization, fields: Fields, batch_size: int, autocast: bool = False) -> float:
-    """Mean per-sample relative L2 error of the de-normalised prediction on ``fields``.
-
-    One host sync (the final value), however many batches.
-    """
+def per_sample_errors(
+    model: FNO2d, norm: Normalization, fields: Fields, batch_size: int, autocast: bool = False, bands: bool = False
+) -> torch.Tensor:
+    """Per-sample relative L2 errors of the de-normalised prediction on ``fields``: (n,),
+    or with ``bands`` (n, 4): relative L2, then the low, mid and high band errors
+    (fno.metrics). On the fields' device; no host sync."""
     model.eval()
-    total = torch.zeros((), device=fields.source.device)
+    out = []
     for lo in range(0, len(fields), batch_size):
         index = slice(lo, lo + batch_size)
         x = norm.normalize_inputs(fields.inputs(index))
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             pred = norm.denormalize_targets(model(x).float())
-        total += relative_l2(pred, fields.targets(index)).sum()
+        target = fields.targets(index)
+        rel = relative_l2(pred, target)
+        out.append(torch.cat([rel[:, None], band_errors(pred, target)], dim=1) if bands else rel)
     model.train()
-    return total.item() / len(fields)
+    return torch.cat(out)
+
+
+def evaluate(model: FNO2d, norm: Normalization, fields: Fields, batch_size: int, autocast: bool = False) -> float:
+    """Mean per-sample relative L2 error on ``fields``; one host sync however many batches."""
+    return per_sample_errors(model, norm, fields, batch_size, autocast).mean().item()
+
+
+def test_metrics(
+    model: FNO2d, norm: Normalization, tests: Mapping[int, Fields], batch_size: int, autocast: bool = False
+) -> list[dict[str, Any]]:
+    """The evaluation rows of a trained model: {resolution, metric, value} for every test
+    set (resolution -> fields) and every metric of fno.metrics.EVAL_METRICS."""
+    rows = []
+    for resolution, fields in tests.items():
+        metrics = summarize(per_sample_errors(model, norm, fields, batch_size, autocast, bands=True))
+        rows += [{"resolution": resolution, "metric": name, "value": value} for name, value in metrics.items()]
+    return rows
 
 
 def _cosine_lr(step: int, total: int, base: float) -> float:
@@ -442,7 +490,11 @@ class _Prepared:
     norm: Normalization
     train: Fields | None
     val: Fields | None
-    test: Fields
+    tests: dict[int, Fields]  # resolution -> the test set on that grid, the training one first
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.tests.values())).source.device
 
 
 def _prepare(config: TrialConfig, device: torch.device) -> _Prepared:
@@ -450,10 +502,12 @@ def _prepare(config: TrialConfig, device: torch.device) -> _Prepared:
     data, the normalisation (fitted on the host) and the model, on ``device``."""
     if config.mode in PRETRAINED_MODES:
         model, norm, _ = load_checkpoint(config.pretrained)
-    test = load_fields(config.data_spec("test"), device=device)
+        for resolution in config.test_resolutions:  # before any data is made
+            check_modes(model.config.modes, resolution, resolution)
+    tests = {r: load_fields(config.data_spec("test", r), device=device) for r in config.test_resolutions}
     if config.mode == "zeroshot":
-        check_compatible(norm, model, test, config.pretrained)
-        return _Prepared(model.to(device), norm, None, None, test)
+        check_compatible(norm, model, tests[config.resolution], config.pretrained)
+        return _Prepared(model.to(device), norm, None, None, tests)
     train = load_fields(config.data_spec("train"))  # on the host: normalisation is fitted there
     val = load_fields(config.data_spec("val"), device=device)
     if config.mode == "finetune":
@@ -463,7 +517,7 @@ def _prepare(config: TrialConfig, device: torch.device) -> _Prepared:
         norm = Normalization.fit(train)
         torch.manual_seed(config.seed)
         model = FNO2d(len(train.channel_names), 1, config.width, config.modes, config.layers)
-    return _Prepared(model.to(device), norm, train.to(device), val, test)
+    return _Prepared(model.to(device), norm, train.to(device), val, tests)
 
 
 @dataclass
@@ -487,7 +541,7 @@ def _train(config: TrialConfig, run: _Prepared, autocast: bool, report: Report |
     normalisation's tensors are cached on the device, and the loss is summed on the
     device and read (and checked for divergence) only at evaluations.
     """
-    model, norm, train, device = run.model, run.norm, run.train, run.test.source.device
+    model, norm, train, device = run.model, run.norm, run.train, run.device
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     order = _epoch_order(config.n_train, generator, device)
@@ -568,11 +622,12 @@ def _run_trial(
         "code_version": __version__,
     }
     if config.mode == "zeroshot":
-        test_err = evaluate(run.model, run.norm, run.test, config.batch_size, autocast)
+        evaluations = test_metrics(run.model, run.norm, run.tests, config.batch_size, autocast)
         return TrialResult(
             status="ok",
             val_rel_l2=math.nan,
-            test_rel_l2=test_err,
+            test_rel_l2=evaluations[0]["value"],  # rel_l2 at the training resolution
+            evaluations=evaluations,
             train_loss=math.nan,
             steps=0,
             epochs=0.0,
@@ -583,10 +638,11 @@ def _run_trial(
             **common,
         )
     trained = _train(config, run, autocast, report)
-    best, test_err, checkpoint = trained.best, math.nan, ""
+    best, test_err, checkpoint, evaluations = trained.best, math.nan, "", []
     if trained.status == "ok":
         run.model.load_state_dict(best.state)
-        test_err = evaluate(run.model, run.norm, run.test, config.batch_size, autocast)
+        evaluations = test_metrics(run.model, run.norm, run.tests, config.batch_size, autocast)
+        test_err = evaluations[0]["value"]  # rel_l2 at the training resolution
         if out_dir is not None:
             checkpoint = str(Path(out_dir) / "checkpoint.pt")
             save_checkpoint(checkpoint, run.model, run.norm, config, best_step=best.step, val_rel_l2=best.val_rel_l2)
@@ -605,6 +661,7 @@ def _run_trial(
         checkpoint=checkpoint,
         eval_steps=trained.eval_steps,
         eval_val_rel_l2=trained.eval_val_rel_l2,
+        evaluations=evaluations,
         **common,
     )
 

@@ -28,7 +28,9 @@ from fno.train import TrialConfig
 from fno.vocabulary import DOWNSTREAM_MODES, FINETUNE_STRATEGIES, SHIFTS
 
 PRESET_DIR = Path(__file__).parent / "presets"
-EXECUTION_FIELDS = ("device", "threads", "bf16", "tf32", "gpu_share", "pretrained")  # not part of a key
+# TrialConfig fields that are not part of a key: how a trial runs, and what else its
+# trained model is tested on (extra test resolutions add evaluations, not a new trial).
+NON_KEY_FIELDS = ("device", "threads", "bf16", "tf32", "gpu_share", "pretrained", "eval_resolutions")
 # Fields added after the first sweeps ran, with the value that leaves them out of a key:
 # a trial that does not use one keeps the key (and results) it had.
 OPTIONAL_KEY_FIELDS = {"epochs": None, "min_steps": None, "max_steps": None, "finetune_strategy": "full"}
@@ -81,6 +83,11 @@ class Preset:
     seeds: tuple[int, ...] = (0,)
     n_val: int = 64
     n_test: int = 64
+    # Grids (points per axis) every trained and zero-shot model is also tested on, on the
+    # same test samples (fno.results evaluations table). The training resolution is
+    # always tested. Not part of a key: trials that already have a row keep their
+    # evaluations when this changes.
+    eval_resolutions: tuple[int, ...] = ()
     # Each data seed draws its own training, validation and test sets: a whole learning
     # curve per seed, which the bootstrap resamples (noise shared along N stays in its
     # intervals). Pre-training uses the first.
@@ -109,6 +116,8 @@ class Preset:
             if isinstance(value, str) or not hasattr(value, "__iter__") or len(value) == 0:
                 raise ValueError(f"{name} must be a non-empty list, got {value!r}")
             object.__setattr__(self, name, tuple(value))
+        if isinstance(self.eval_resolutions, list):
+            object.__setattr__(self, "eval_resolutions", tuple(self.eval_resolutions))
         for size in self.sizes:
             parse_size(size)
         check_subset(self.pretrain_families, "pretrain_families", (*SINGLE_FAMILIES, "mixture"))
@@ -201,7 +210,7 @@ class PlannedTrial:
 
 
 def trial_key(config: TrialConfig, pretrained_key: str = "") -> str:
-    fields = {k: v for k, v in config.to_dict().items() if k not in EXECUTION_FIELDS}
+    fields = {k: v for k, v in config.to_dict().items() if k not in NON_KEY_FIELDS}
     for name, unused in OPTIONAL_KEY_FIELDS.items():
         if fields[name] == unused:
             del fields[name]
@@ -222,6 +231,7 @@ def _expand(preset: Preset) -> list[PlannedTrial]:
         "resolution": preset.resolution,
         "n_val": preset.n_val,
         "n_test": preset.n_test,
+        "eval_resolutions": preset.eval_resolutions,
     }
     pretrained: dict[tuple[str, str], PlannedTrial] = {}
     for size in preset.sizes:
@@ -341,6 +351,7 @@ def _downstream(
         resolution=preset.resolution,
         n_val=preset.n_val,
         n_test=preset.n_test,
+        eval_resolutions=preset.eval_resolutions,
     )
     pretrained_key = "" if mode == "scratch" else base.key
     return PlannedTrial(

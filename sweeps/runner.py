@@ -33,7 +33,7 @@ from typing import Any
 from fno import __version__
 from fno.memory import gpu_share, trial_memory
 from fno.model import FNOConfig
-from fno.results import COLUMNS, compact, skip_keys, statuses, write_row
+from fno.results import COLUMNS, EVALUATION_SCHEMA, compact, skip_keys, statuses, write_evaluations, write_row
 from fno.train import TrialConfig, run_trial
 from fno_sweeps.grid import PlannedTrial, trial_flops
 
@@ -172,13 +172,24 @@ class Progress:
 
 @dataclass
 class Recorder:
-    """Writes each finished trial's row (atomically, at once) and reports progress."""
+    """Writes each finished trial's row (atomically, at once) and reports progress.
+
+    A trial's test evaluations go to the ``evaluations`` folder beside ``results_dir``,
+    just before its row: a trial with a row has its evaluations (a crash between the
+    two leaves evaluations without a row, which the trial's re-run overwrites).
+    """
 
     results_dir: Path
     sweep: str
     progress: Progress
 
+    @property
+    def evaluations_dir(self) -> Path:
+        return self.results_dir.parent / "evaluations"
+
     def record(self, trial: PlannedTrial, result: dict[str, Any] | None, error: str = "") -> None:
+        if result is not None:
+            write_evaluations(self.evaluations_dir, trial.key, result.get("evaluations", []))
         self._write(trial, result_row(trial, self.sweep, result, error))
 
     def record_stopped(self, trial: PlannedTrial, last: dict[str, Any]) -> None:
@@ -362,6 +373,7 @@ def run_trials(
             status = statuses(results_dir)  # one read of the table per batch
         _run_batch(batch, status, sweep, sweep_dir, settings, recorder)
         compact(results_dir)  # few files to open, however long the sweep
+        compact(recorder.evaluations_dir, EVALUATION_SCHEMA)
         if on_batch is not None:
             on_batch(len(batch))
     return recorder.progress.counts

@@ -9,12 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from tiny_sweep import TINY, TINY_TRIALS
 
 from fno import results
+from fno.metrics import EVAL_METRICS
 from fno_sweeps import scaling
 from fno_sweeps.grid import Preset, expand, trial_flops, trial_key
 from fno_sweeps.runner import result_row
@@ -263,20 +265,34 @@ def _sweep_rows(out: Path, sweep="cpu"):
 
 
 def test_a_tiny_sweep_end_to_end_then_resume(tmp_path, capsys):
-    assert scaling.main(["--out", str(tmp_path), "--no-dashboard", *TINY]) == 0
+    # With two fine-tuning strategies and a second test resolution: 2 fine-tunes per shift.
+    extra = ["--set", 'finetune_strategies=["full","head"]', "--set", "eval_resolutions=[16,32]"]
+    trials = TINY_TRIALS + 2
+    assert scaling.main(["--out", str(tmp_path), "--no-dashboard", *TINY, *extra]) == 0
     df = _sweep_rows(tmp_path)
-    assert len(df) == TINY_TRIALS and df["key"].is_unique and set(df["status"]) == {"ok"}
+    assert len(df) == trials and df["key"].is_unique and set(df["status"]) == {"ok"}
     assert set(df["mode"]) == {"pretrain", "scratch", "finetune", "zeroshot"}
     finetune = df[df["mode"] == "finetune"]
+    assert sorted(finetune["finetune_strategy"]) == ["full", "full", "head", "head"]
+    assert (finetune["n_trainable"] < df.loc[df["mode"] == "scratch", "n_params"].max()).any()
     pretrain_key = df[df["mode"] == "pretrain"]["key"].item()
     assert (finetune["pretrained_key"] == pretrain_key).all()
     assert (tmp_path / "cpu" / "checkpoints" / pretrain_key / "checkpoint.pt").is_file()
+    # Every ok trial has every metric at both test resolutions; rel_l2 at 16 is its test error.
+    evaluations = results.read_evaluations(tmp_path / "cpu" / "evaluations").to_pandas()
+    assert len(list((tmp_path / "cpu" / "evaluations").glob("*.parquet"))) == 1  # compacted
+    per_key = evaluations.groupby("key").apply(lambda e: set(zip(e["resolution"], e["metric"], strict=True)))
+    assert set(per_key.index) == set(df["key"])
+    assert all(pairs == {(r, m) for r in (16, 32) for m in EVAL_METRICS} for pairs in per_key)
+    at_16 = evaluations[(evaluations["resolution"] == 16) & (evaluations["metric"] == "rel_l2")]
+    merged = df.merge(at_16, on="key")
+    np.testing.assert_allclose(merged["value"], merged["test_rel_l2"], rtol=1e-12)
     # The report is written at the end, also when every curve has too few points to fit.
     assert (tmp_path / "cpu" / "report.html").is_file() and (tmp_path / "cpu" / "summary.md").is_file()
     capsys.readouterr()
-    assert scaling.main(["--out", str(tmp_path), "--no-dashboard", *TINY]) == 0  # nothing left to run
-    assert f"all {TINY_TRIALS} trials already done" in capsys.readouterr().out
-    assert len(_sweep_rows(tmp_path)) == TINY_TRIALS
+    assert scaling.main(["--out", str(tmp_path), "--no-dashboard", *TINY, *extra]) == 0  # nothing left to run
+    assert f"all {trials} trials already done" in capsys.readouterr().out
+    assert len(_sweep_rows(tmp_path)) == trials
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_finishes(tmp_path):

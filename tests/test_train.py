@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from fno import train
+from fno.metrics import EVAL_METRICS
 from fno.train import TrialConfig, run_trial
 
 # Tiny, fast settings shared by the tests: a 32 x 32 grid and a small FNO.
@@ -204,3 +205,35 @@ def test_a_strategy_other_than_full_is_only_for_fine_tuning():
         tiny(mode="scratch", finetune_strategy="head")
     with pytest.raises(ValueError, match="finetune_strategy must be one of full, head, lift-head, frozen-spectral"):
         tiny(mode="finetune", pretrained="x.pt", finetune_strategy="lora")
+
+
+def test_a_model_trained_at_r_is_tested_at_2r_on_the_same_samples(pretrained):
+    config = tiny(mode="zeroshot", pretrained=pretrained.checkpoint, param_range=(1.0, 5.0), eval_resolutions=[64, 32])
+    assert config.test_resolutions == (32, 64)
+    result = run_trial(config)
+    table = {(e["resolution"], e["metric"]): e["value"] for e in result.evaluations}
+    assert set(table) == {(r, m) for r in (32, 64) for m in EVAL_METRICS}
+    assert table[(32, "rel_l2")] == result.test_rel_l2 == pytest.approx(pretrained.test_rel_l2, rel=1e-5)
+    # The 64 x 64 value is the model's error on the same test samples sampled twice as finely.
+    model, norm, _ = train.load_checkpoint(pretrained.checkpoint)
+    fine = train.load_fields(config.data_spec("test", 64))
+    coarse = train.load_fields(config.data_spec("test"))
+    scale = coarse.solution.abs().max().item()  # the spectral solve differs at round-off and aliasing level
+    torch.testing.assert_close(fine.solution[..., ::2, ::2], coarse.solution, rtol=0, atol=1e-3 * scale)
+    assert table[(64, "rel_l2")] == pytest.approx(train.evaluate(model, norm, fine, 16), rel=1e-5)
+    # A Fourier operator transfers: the finer grid's error stays within 2x of the training grid's.
+    assert table[(64, "rel_l2")] < 2 * table[(32, "rel_l2")]
+    for r in (32, 64):  # the bands add up (per sample, so the means only bound it) and percentiles order
+        bands = math.sqrt(sum(table[(r, f"rel_l2_{b}")] ** 2 for b in ("low", "mid", "high")))
+        assert bands <= table[(r, "rel_l2")] * (1 + 1e-5)
+        assert table[(r, "rel_l2_p50")] <= table[(r, "rel_l2_p90")]
+
+
+def test_trained_trials_are_evaluated_at_every_test_resolution():
+    result = run_trial(tiny(mode="scratch", n_train=8, steps=5, eval_every=5, eval_resolutions=[64]))
+    assert [(e["resolution"], e["metric"]) for e in result.evaluations[:1]] == [(32, "rel_l2")]
+    assert {e["resolution"] for e in result.evaluations} == {32, 64} and len(result.evaluations) == 12
+    with pytest.raises(ValueError, match="eval_resolutions must be even integers >= 16, got 12"):
+        tiny(mode="scratch", eval_resolutions=[12])
+    with pytest.raises(ValueError, match="eval_resolutions: modes=12 is too many for a 16 x 16 grid"):
+        tiny(mode="scratch", modes=12, eval_resolutions=[16])

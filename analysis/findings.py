@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from fno.vocabulary import FITTED_MODES, SHIFTS
-from fno_analysis.fit import t975
+from fno.vocabulary import FINETUNE_STRATEGIES, FITTED_MODES, SHIFTS
+from fno_analysis.evaluations import BAND_METRICS as BANDS
+from fno_analysis.evaluations import resolution_ratios
+from fno_analysis.fit import mean_interval
 from fno_analysis.points import SIZE_KEYS, ordered_shifts
 
 ORDERS = 10.0  # "orders of magnitude fewer examples": at least this gain
@@ -39,17 +41,7 @@ class Findings:
     claims: pd.DataFrame  # claim, statement, verdict, evidence
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # title -> table
     caveats: list[str] = field(default_factory=list)
-
-
-def mean_interval(errors) -> tuple[float, float, float]:
-    """(mean, lo, hi) of a point's seed errors: a t interval; lo = hi = nan with one seed."""
-    values = np.asarray(errors, dtype=float)
-    mean = float(values.mean())
-    if values.size < 2:
-        return mean, math.nan, math.nan
-    df = values.size - 1
-    half = t975(df) * values.std(ddof=1) / math.sqrt(values.size)
-    return mean, mean - half, mean + half
+    answers: list[str] = field(default_factory=list)  # beyond the paper: strategies, resolutions, bands
 
 
 def _disjoint(lo1, hi1, lo2, hi2) -> bool | None:
@@ -120,6 +112,7 @@ def gain_claims(gains: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 **{k: g[k] for k in ["family", "shift", "pretrain_family", *SIZE_KEYS, "n_params"]},
+                "finetune_strategy": g.get("finetune_strategy", "full"),
                 "target_error": g["target_error"],
                 "gain": text,
                 "verdict": verdict,
@@ -223,10 +216,150 @@ def zero_shot_by_shift(points: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def build_findings(points: pd.DataFrame, gains: pd.DataFrame, flags: pd.DataFrame) -> Findings:
-    """The four claims, judged from the tables (see the module docstring)."""
+def mode_label(mode: str, strategy: str) -> str:
+    """'finetune (head)' for a fine-tune with a strategy other than the paper's; else the mode."""
+    return mode if strategy in ("", "full") else f"{mode} ({strategy})"
+
+
+def strategy_comparison(points: pd.DataFrame) -> pd.DataFrame:
+    """Per (family, shift, size, pre-training set) at its smallest and largest N: every
+    fine-tuning strategy's error and scratch's, with 95% t intervals, and the winner.
+
+    ``decided`` says whether the winner's interval lies below every other strategy's
+    (and scratch's); with one seed no interval, so nothing is decided.
+    """
+    ft = points[points["mode"] == "finetune"]
+    scratch = points[points["mode"] == "scratch"].set_index(["family", "shift", *SIZE_KEYS, "n_train"])
+    strategies = list(dict.fromkeys(s for s in FINETUNE_STRATEGIES if s in set(ft["finetune_strategy"])))
+    if len(strategies) < 2:
+        return pd.DataFrame()
+    rows = []
+    for (family, shift, source, *size), here in ft.groupby(["family", "shift", "pretrain_family", *SIZE_KEYS]):
+        for n in sorted({here["n_train"].min(), here["n_train"].max()}):
+            at = here[here["n_train"] == n].set_index("finetune_strategy")
+            row = {"family": family, "shift": shift, **dict(zip(SIZE_KEYS, size, strict=True))}
+            row.update(pretrain_family=source, n_train=int(n))
+            intervals = {}
+            for strategy in strategies:
+                if strategy in at.index:
+                    intervals[strategy] = mean_interval(at.loc[strategy, "seed_errors"])
+                    row[strategy] = _fmt(*intervals[strategy])
+            key = (family, shift, *size, n)
+            if key in scratch.index:
+                intervals["scratch"] = mean_interval(scratch.loc[key, "seed_errors"])
+                row["scratch"] = _fmt(*intervals["scratch"])
+            best = min((s for s in intervals if s != "scratch"), key=lambda s: intervals[s][0])
+            others = [v for s, v in intervals.items() if s != best]
+            below = [_disjoint(intervals[best][1], intervals[best][2], v[1], v[2]) for v in others]
+            row["best"] = best
+            row["decided"] = (
+                "one seed: no interval"
+                if None in below
+                else "best below all others"
+                if all(below)
+                else "intervals overlap"
+            )
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def resolution_growth(ratios: pd.DataFrame) -> pd.DataFrame:
+    """Error at each other test resolution over the error at the training one, at each
+    curve's largest N (zero-shot: its one point), with the paired 95% t interval."""
+    if ratios.empty:
+        return pd.DataFrame()
+    curve = ["family", "shift", "pretrain_family", *SIZE_KEYS, "mode", "finetune_strategy", "resolution"]
+    largest = ratios.groupby(curve, dropna=False)["n_train"].transform("max") == ratios["n_train"]
+    rows = []
+    for _, r in ratios[largest].sort_values(curve).iterrows():
+        rows.append(
+            {
+                **{k: r[k] for k in ["family", "shift", "pretrain_family", *SIZE_KEYS]},
+                "mode": mode_label(r["mode"], r["finetune_strategy"]),
+                "n_train": "-" if r["mode"] == "zeroshot" else int(r["n_train"]),
+                "trained_at": int(r["train_resolution"]),
+                "tested_at": int(r["resolution"]),
+                "error_trained_at": r["error_train"],
+                "error_tested_at": r["error"],
+                "growth": _fmt(r["ratio"], r["ratio_lo"], r["ratio_hi"]),
+                "growth_mean": r["ratio"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def band_table(ev_points: pd.DataFrame) -> pd.DataFrame:
+    """Band errors (low, mid, high) at the training resolution, at each curve's smallest
+    and largest N, for scratch and the fine-tuning strategies; ``dominant`` names the band
+    with most of the error."""
+    here = ev_points[
+        (ev_points["resolution"] == ev_points["train_resolution"]) & ev_points["mode"].isin(["scratch", "finetune"])
+    ]
+    if here.empty:
+        return pd.DataFrame()
+    keys = ["family", "shift", "pretrain_family", *SIZE_KEYS, "mode", "finetune_strategy", "n_train"]
+    wide = here.pivot_table(index=keys, columns="metric", values="value", aggfunc="first").reset_index()
+    if not set(BANDS) <= set(wide.columns):
+        return pd.DataFrame()
+    curve = keys[:-1]
+    n = wide.groupby(curve, dropna=False)["n_train"]
+    wide = wide[(wide["n_train"] == n.transform("min")) | (wide["n_train"] == n.transform("max"))]
+    out = wide[keys].copy()
+    out["mode"] = [mode_label(m, s) for m, s in zip(wide["mode"], wide["finetune_strategy"], strict=True)]
+    out = out.drop(columns="finetune_strategy")
+    for band in BANDS:
+        out[band.removeprefix("rel_l2_")] = wide[band].to_numpy(float)
+    out["dominant"] = [b.removeprefix("rel_l2_") for b in wide[list(BANDS)].idxmax(axis=1)]
+    return out.reset_index(drop=True)
+
+
+def _add_beyond_the_paper(findings: Findings, points: pd.DataFrame, evaluations: pd.DataFrame | None) -> None:
+    """Tables and one-line answers on strategies, resolution transfer and band errors."""
+    strategies = strategy_comparison(points)
+    if not strategies.empty:
+        title = "Fine-tuning strategies at the smallest and largest N (95% t intervals over seeds)"
+        findings.tables[title] = strategies
+        for (family, shift), here in strategies.groupby(["family", "shift"], sort=False):
+            smallest = here[here["n_train"] == here["n_train"].min()]
+            wins = ", ".join(f"{r['best']} {r[r['best']]} ({r['decided']})" for _, r in smallest.iterrows())
+            findings.answers.append(
+                f"Best fine-tuning strategy at the smallest N ({int(smallest['n_train'].iloc[0])}), "
+                f"{family} / shift {shift}: {wins}"
+            )
+    if evaluations is None or evaluations.empty:
+        return
+    growth = resolution_growth(resolution_ratios(evaluations))
+    if not growth.empty:
+        findings.tables["Error at other test resolutions over the training resolution's (largest N)"] = growth.drop(
+            columns="growth_mean"
+        )
+        for (r0, r1), here in growth.groupby(["trained_at", "tested_at"]):
+            by_mode = here.groupby("mode")["growth_mean"].agg(["min", "max"])
+            text = "; ".join(f"{m} {v['min']:.3g}-{v['max']:.3g}x" for m, v in by_mode.iterrows())
+            findings.answers.append(f"Error growth from training resolution {r0} to {r1} (range over curves): {text}")
+    bands = band_table(evaluations)
+    if not bands.empty:
+        findings.tables["Error by frequency band at the training resolution (smallest and largest N)"] = bands
+
+
+def paper_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the paper's study: fine-tuning of every weight ("full") and the other modes."""
+    if "finetune_strategy" not in table:
+        return table
+    return table[table["finetune_strategy"].isin(["", "full"])]
+
+
+def build_findings(
+    points: pd.DataFrame, gains: pd.DataFrame, flags: pd.DataFrame, evaluations: pd.DataFrame | None = None
+) -> Findings:
+    """The four claims, judged from the tables (see the module docstring), on the paper's
+    fine-tuning (all weights); then the strategies, resolutions and bands where the sweep
+    has them (``evaluations``: ``fno_analysis.evaluations.evaluation_points``)."""
+    all_gains = gain_claims(gains) if not gains.empty else pd.DataFrame()
+    all_points = points
+    points, gains = paper_rows(points), paper_rows(gains)
     small = smallest_n_comparison(points)
-    gain_rows = gain_claims(gains) if not gains.empty else pd.DataFrame()
+    gain_rows = paper_rows(all_gains)
     trend = size_trend(gains) if not gains.empty else pd.DataFrame()
     mixture = mixture_comparison(points)
     zero = zero_shot_by_shift(points)
@@ -239,11 +372,12 @@ def build_findings(points: pd.DataFrame, gains: pd.DataFrame, flags: pd.DataFram
     findings = Findings(pd.DataFrame(claims, columns=["claim", "statement", "verdict", "evidence"]))
     findings.tables = {
         "Fine-tune vs scratch at the smallest N (95% t intervals over seeds)": small,
-        "Data-efficiency gain at the target error": gain_rows,
+        "Data-efficiency gain at the target error": all_gains,
         "Trend of the gain with model size (slope of log10 gain on log10 parameters)": trend,
         "Mixture vs single-family pre-training at the smallest N": mixture,
         "Zero-shot error by shift, and fine-tuning at the largest N": zero,
     }
+    _add_beyond_the_paper(findings, all_points, evaluations)
     if not flags.empty:
         counts = flags["check"].value_counts()
         findings.caveats.append(

@@ -212,6 +212,17 @@ def t975(dof: int) -> float:
     return T975[dof - 1] if dof <= len(T975) else Z975
 
 
+def mean_interval(errors) -> tuple[float, float, float]:
+    """(mean, lo, hi) of a point's seed errors: a t interval; lo = hi = nan with one seed."""
+    values = np.asarray(errors, dtype=float)
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, math.nan, math.nan
+    df = values.size - 1
+    half = t975(df) * values.std(ddof=1) / math.sqrt(values.size)
+    return mean, mean - half, mean + half
+
+
 def _few_units_factor(k: int) -> float:
     """t(k - 1) / z at 97.5%: widens a spread estimated from k whole curves for the
     uncertainty of that estimate (k - 1 degrees of freedom), as a t interval does."""

@@ -30,9 +30,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fno.vocabulary import PRETRAINED_MODES
+from fno.metrics import BAND_EDGES
+from fno.vocabulary import FINETUNE_STRATEGIES
 from fno_analysis.diagnostics import CHECKS, diagnose, floor_artefacts, probe_table
-from fno_analysis.findings import Findings, build_findings
+from fno_analysis.evaluations import (
+    BAND_METRICS,
+    EVALUATION_COLUMNS,
+    coverage,
+    evaluation_points,
+    read_evaluations_table,
+)
+from fno_analysis.findings import Findings, build_findings, mode_label
 from fno_analysis.fit import add_fit_arguments, fit_curves, saturating
 from fno_analysis.gains import GAIN_VERDICTS, data_efficiency_gain
 from fno_analysis.points import (
@@ -43,11 +51,13 @@ from fno_analysis.points import (
     ordered_shifts,
     read_table,
     select_points,
+    with_study_columns,
 )
 
 HEALTH_COLUMNS = ("key", "stage", "mode", "status", "error", "wall_s")
 MODE_COLOURS = {"scratch": "#d62728", "finetune": "#1f77b4", "zeroshot": "#7f7f7f"}
 MIXTURE_COLOUR = "#2ca02c"
+STRATEGY_COLOURS = {"head": "#9467bd", "lift-head": "#8c564b", "frozen-spectral": "#e377c2"}  # full: fine-tune's
 ERROR_AXIS = "test relative L2 error"
 N_AXIS = "downstream training examples N"
 
@@ -64,6 +74,8 @@ class Report:
     findings: Findings
     probes: pd.DataFrame  # budget probes beside their base trials (empty without)
     target_error: float | None = None  # the gain's target; None: per (family, shift), fit.default_targets
+    # Per-point test metrics at every test resolution (fno_analysis.evaluations.evaluation_points).
+    evaluations: pd.DataFrame = field(default_factory=pd.DataFrame)
     figures: list[tuple[str, str, object]] = field(default_factory=list)  # (title, caption, go.Figure)
     notes: list[str] = field(default_factory=list)
 
@@ -86,12 +98,14 @@ def _sizes(df: pd.DataFrame) -> list[tuple[int, int, int, int]]:
     return [tuple(int(v) for v in row) for row in sizes[[*SIZE_KEYS, "n_params"]].itertuples(index=False)]
 
 
-def _curve_traces(points, fits, family, shift, size, pretrain_families, show_legend):
-    """Traces of one panel: points and fits of scratch and fine-tune, and zero-shot."""
+def _curve_traces(points, fits, family, shift, size, pretrain_families, show_legend, strategies=("full",)):
+    """Traces of one panel: points and fits of scratch, fine-tune (each of ``strategies``)
+    and zero-shot."""
     import plotly.graph_objects as go
 
     width, modes, layers, _ = size
     traces = []
+    points, fits = with_study_columns(points), with_study_columns(fits)
     here = points[
         (points["family"] == family)
         & (points["shift"] == shift)
@@ -99,17 +113,23 @@ def _curve_traces(points, fits, family, shift, size, pretrain_families, show_leg
         & (points["modes"] == modes)
         & (points["layers"] == layers)
     ]
-    lines = [("scratch", ""), *((m, p) for m in PRETRAINED_MODES for p in pretrain_families)]
+    lines = [("scratch", "", "")]
+    for source in pretrain_families:
+        lines += [("finetune", source, strategy) for strategy in strategies] + [("zeroshot", source, "")]
     n_range = here.loc[here["mode"] != "zeroshot", "n_train"]
-    for mode, source in lines:
-        sel = here[(here["mode"] == mode) & (here["pretrain_family"] == source)].sort_values("n_train")
+    for mode, source, strategy in lines:
+        chosen = (here["mode"] == mode) & (here["pretrain_family"] == source) & (here["finetune_strategy"] == strategy)
+        sel = here[chosen].sort_values("n_train")
         if sel.empty:
             continue
         mixture = source == "mixture"
         colour = MIXTURE_COLOUR if mixture and mode == "finetune" else MODE_COLOURS[mode]
         name = {"scratch": "scratch", "finetune": f"fine-tune ({source})", "zeroshot": f"zero-shot ({source})"}[mode]
+        if strategy not in ("", "full"):
+            colour, name = STRATEGY_COLOURS[strategy], f"fine-tune {strategy} ({source})"
         n_params = int(sel["n_params"].max())  # of the model as trained (a mixture model reads more channels)
         meta = {"family": family, "shift": shift, "mode": mode, "pretrain_family": source, "n_params": n_params}
+        meta["finetune_strategy"] = strategy
         if mode == "zeroshot":
             if n_range.empty:
                 continue
@@ -153,6 +173,7 @@ def _curve_traces(points, fits, family, shift, size, pretrain_families, show_leg
             & (fits["layers"] == layers)
             & (fits["mode"] == mode)
             & (fits["pretrain_family"] == source)
+            & (fits["finetune_strategy"] == strategy)
         ]
         if len(fit) == 1 and np.isfinite(fit["b"].iloc[0]):
             f = fit.iloc[0]
@@ -356,6 +377,142 @@ def _figure_mixture(report: Report) -> None:
         )
 
 
+def _largest_size_rows(
+    table: pd.DataFrame, points: pd.DataFrame, family: str
+) -> tuple[pd.DataFrame, tuple[int, int, int, int]]:
+    """The rows of ``table`` of ``family`` at its largest architecture among ``points``, and that architecture."""
+    here = table[table["family"] == family]
+    size = _sizes(points[points["family"] == family])[-1]
+    return here[(here[SIZE_KEYS] == pd.Series(dict(zip(SIZE_KEYS, size[:3], strict=True)))).all(axis=1)], size
+
+
+def _figure_strategies(report: Report) -> None:
+    points, fits = report.points, report.fits
+    present = set(points.loc[points["mode"] == "finetune", "finetune_strategy"])
+    strategies = [s for s in FINETUNE_STRATEGIES if s in present]
+    if len(strategies) < 2:
+        return
+    for family in sorted(points["family"].unique()):
+        here = points[points["family"] == family]
+        size, sources = _sizes(here)[-1], _pretrain_sets(points, family)[:1]
+        shifts = ordered_shifts(here["shift"])
+        panels = [
+            _curve_traces(points, fits, family, s, size, sources, i == 0, strategies=strategies)
+            for i, s in enumerate(shifts)
+        ]
+        fig = _panel_figure(panels, [f"shift '{s}'" for s in shifts])
+        fig.update_layout(title=f"{family}: fine-tuning strategies, {size_label(*size)}")
+        report.figures.append(
+            (
+                f"Fine-tuning strategies ({family}, {size_label(*size)}, pre-trained on {', '.join(sources)})",
+                "Test error vs N of each fine-tuning strategy (full: every weight; head: the projection only; "
+                "lift-head: lifting and projection; frozen-spectral: everything but the spectral weights) beside "
+                "scratch training and the zero-shot error. Each strategy's learning rate is chosen by validation "
+                "at each N, as for the other curves.",
+                fig,
+            )
+        )
+
+
+def _figure_resolution(report: Report) -> None:
+    import plotly.graph_objects as go
+
+    ev = report.evaluations
+    if ev.empty or ev["resolution"].nunique() < 2:
+        return
+    rel = ev[ev["metric"] == "rel_l2"]
+    for family in sorted(rel["family"].unique()):
+        here, size = _largest_size_rows(rel, report.points, family)
+        curve = ["pretrain_family", "mode", "finetune_strategy"]
+        shifts = ordered_shifts(here["shift"])
+        panels = []
+        for i, shift in enumerate(shifts):
+            at = here[here["shift"] == shift]
+            at = at[at["n_train"] == at.groupby(curve)["n_train"].transform("max")]
+            traces = []
+            for (source, mode, strategy), line in at.groupby(curve, sort=True):
+                line = line.sort_values("resolution")
+                name = mode_label(mode, strategy) + (f" ({source})" if source else "")
+                colour = STRATEGY_COLOURS.get(strategy, MODE_COLOURS[mode])
+                n = "" if mode == "zeroshot" else f", N = {int(line['n_train'].iloc[0])}"
+                traces.append(
+                    go.Scatter(
+                        x=line["resolution"].to_numpy(float),
+                        y=line["value"].to_numpy(float),
+                        error_y=_interval_bars(line["value"], line["lo"], line["hi"]),
+                        mode="lines+markers",
+                        line={"color": colour, "dash": "dash" if mode == "zeroshot" else "solid"},
+                        name=name,
+                        legendgroup=name,
+                        showlegend=i == 0,
+                        meta={"family": family, "shift": shift, "mode": mode, "finetune_strategy": strategy,
+                              "pretrain_family": source, "kind": "resolution"},
+                        hovertemplate=f"{name}{n}<br>%{{x}} points per axis: error %{{y:.4g}}<extra></extra>",
+                    )
+                )  # fmt: skip
+            panels.append(traces)
+        fig = _panel_figure(panels, [f"shift '{s}'" for s in shifts])
+        fig.update_xaxes(type="linear", title_text="test grid points per axis")
+        train = int(here["train_resolution"].iloc[0])
+        fig.update_layout(title=f"{family}: error vs test resolution (trained at {train}), {size_label(*size)}")
+        report.figures.append(
+            (
+                f"Resolution transfer ({family}, {size_label(*size)})",
+                f"Every model trained at {train} x {train} points tested on the same test samples on each test grid; "
+                "each curve at its largest N (zero-shot: the pre-trained model). Error bars: 95% t intervals over "
+                "seeds. A flat line means the operator transfers across grids.",
+                fig,
+            )
+        )
+
+
+def _figure_bands(report: Report) -> None:
+    import plotly.graph_objects as go
+
+    ev = report.evaluations
+    if ev.empty:
+        return
+    at_train = ev[(ev["resolution"] == ev["train_resolution"]) & ev["finetune_strategy"].isin(["", "full"])]
+    for family in sorted(at_train["family"].unique()):
+        here, size = _largest_size_rows(at_train, report.points, family)
+        source = (_pretrain_sets(report.points, family) or [""])[0]
+        here = here[here["mode"].eq("scratch") | (here["mode"].eq("finetune") & here["pretrain_family"].eq(source))]
+        shifts = ordered_shifts(here["shift"])
+        panels = []
+        for i, band in enumerate(BAND_METRICS):
+            traces = []
+            for (mode, shift), line in here[here["metric"] == band].groupby(["mode", "shift"], sort=True):
+                line = line.sort_values("n_train")
+                name = f"{'fine-tune' if mode == 'finetune' else mode}, shift {shift}"
+                traces.append(
+                    go.Scatter(
+                        x=line["n_train"].to_numpy(float),
+                        y=line["value"].to_numpy(float),
+                        mode="lines+markers",
+                        line={"color": MODE_COLOURS[mode], "dash": ["solid", "dash", "dot"][shifts.index(shift) % 3]},
+                        name=name,
+                        legendgroup=name,
+                        showlegend=i == 0,
+                        meta={"family": family, "shift": shift, "mode": mode, "band": band, "kind": "band"},
+                        hovertemplate=f"{name}<br>N=%{{x}}: %{{y:.4g}}<extra></extra>",
+                    )
+                )
+            panels.append(traces)
+        fig = _panel_figure(panels, [f"{b.removeprefix('rel_l2_')} band" for b in BAND_METRICS])
+        fig.update_yaxes(title_text="band error / ||u||", row=1, col=1)
+        fig.update_layout(title=f"{family}: error by frequency band vs N, {size_label(*size)}")
+        report.figures.append(
+            (
+                f"Error by frequency band ({family}, {size_label(*size)})",
+                f"The test error split by wave number |k| as a fraction of the grid's Nyquist number K: low "
+                f"|k| < {BAND_EDGES[0]:g} K, mid up to {BAND_EDGES[1]:g} K, high beyond; each is the band's error "
+                "over the whole target's norm, so the squares of the three add up to the squared relative error. "
+                f"Scratch and fine-tuning (pre-trained on {source or 'nothing'}), at the training resolution.",
+                fig,
+            )
+        )
+
+
 def _figure_health(report: Report) -> None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -393,23 +550,37 @@ def _figure_health(report: Report) -> None:
     )
 
 
-def build_report(df: pd.DataFrame, target_error: float | None = None, n_boot: int = 200, seed: int = 0) -> Report:
-    """Fits, gains and figures of a results table (nothing is written)."""
+def build_report(
+    df: pd.DataFrame,
+    target_error: float | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+    evaluations: pd.DataFrame | None = None,
+) -> Report:
+    """Fits, gains and figures of a results table, with its evaluations table (test
+    metrics per resolution; fno.results.EVALUATION_SCHEMA) where given (nothing is written)."""
     check_columns(df, [*REQUIRED_COLUMNS, *HEALTH_COLUMNS])
     points = select_points(df)
     fits = fit_curves(df, n_boot=n_boot, seed=seed, points=points)
     flags = diagnose(df, points, fits)
     gains = data_efficiency_gain(df, target_error, fits=fits, floor_artefacts=floor_artefacts(flags))
-    findings = build_findings(points, gains, flags)
+    evaluations = pd.DataFrame(columns=EVALUATION_COLUMNS) if evaluations is None else evaluations
+    ev_points = evaluation_points(df, evaluations, points)
+    findings = build_findings(points, gains, flags, ev_points)
     health = df[list(HEALTH_COLUMNS)].copy()
-    report = Report(points, fits, gains, health, flags, findings, probe_table(df), target_error)
+    report = Report(points, fits, gains, health, flags, findings, probe_table(df), target_error, ev_points)
     if target_error is not None:
         report.notes.append(f"data-efficiency gain at the target error {target_error:g}")
+    if not evaluations.empty and (missing := coverage(df, evaluations)) is not None:
+        report.notes.append(missing)
     if not points.empty:
         _figures_error_vs_n(report)
         _figuresordered_shifts(report)
         _figure_size_trend(report)
         _figure_mixture(report)
+        _figure_strategies(report)
+        _figure_resolution(report)
+        _figure_bands(report)
     else:
         report.notes.append("no finished downstream trials yet: only the health figure")
     _figure_health(report)
@@ -433,8 +604,7 @@ def _curve_label(row) -> str:
         return "all curves"
     source = f", pre-trained on {row['pretrain_family']}" if row["pretrain_family"] else ""
     size = f"w{int(row['width'])}-m{int(row['modes'])}-l{int(row['layers'])}"
-    strategy = row.get("finetune_strategy", "")
-    mode = f"{row['mode']} ({strategy})" if strategy not in ("", "full") else row["mode"]
+    mode = mode_label(row["mode"], row.get("finetune_strategy", ""))
     return f"{row['family']} / {row['shift']} / {size} / {mode}{source}"
 
 
@@ -445,6 +615,7 @@ def text_sections(report: Report) -> list[tuple[str, list[str], list[tuple[str, 
         "Each of the paper's claims, judged from this sweep's own tables: a verdict is 'supports' or "
         "'contradicts' only where the intervals decide it; otherwise 'not decided by this sweep'.",
         *(f"Caveat: {c}." for c in findings.caveats),
+        *(f"{a}." for a in findings.answers),
     ]
     tables = [("The paper's claims", findings.claims)]
     tables += [(title, table) for title, table in findings.tables.items() if not table.empty]
@@ -546,7 +717,8 @@ def write_report(sweep_dir: str | Path, target_error: float | None = None, n_boo
     """Read ``<sweep_dir>/results``, write ``report.html`` and ``summary.md`` beside it."""
     sweep_dir = Path(sweep_dir)
     df = read_table(sweep_dir)
-    report = build_report(df, target_error=target_error, n_boot=n_boot)
+    evaluations = read_evaluations_table(sweep_dir)
+    report = build_report(df, target_error=target_error, n_boot=n_boot, evaluations=evaluations)
     title = f"Sweep '{sweep_dir.name}': {len(df)} trials"
     html_path, md_path = sweep_dir / "report.html", sweep_dir / "summary.md"
     write_html(report, html_path, title)

@@ -224,3 +224,58 @@ def test_report_refuses_a_table_without_required_columns(tmp_path, capsys):
     assert "all.parquet" in err and "schema" in err
     assert main([str(tmp_path / "missing")]) == 2
     assert "no results at" in capsys.readouterr().err
+
+
+def _strategies_table():
+    """Scratch, full fine-tuning and head-only fine-tuning with known curves and 4 seeds,
+    and an evaluations table: error 1.5x at 64 points, a known band split at 32."""
+    curves = {("scratch", 8): (1.0, 0.5, 0.0), ("finetune", 8): (0.1, 0.5, 0.0)}
+    n_values = N_VALUES[:6]
+    rng = np.random.default_rng(3)
+    base = results_table(curves, seeds=(0, 1, 2, 3), noise=0.02, rng=rng, n_values=n_values)
+    head = results_table({("finetune", 8): (0.3, 0.3, 0.0)}, seeds=(0, 1, 2, 3), noise=0.02, rng=rng, n_values=n_values)
+    head = head.assign(finetune_strategy="head", key="head-" + head["key"])
+    df = pd.concat([base.assign(finetune_strategy=np.where(base["mode"] == "finetune", "full", "")), head])
+    df = df.assign(resolution=32).reset_index(drop=True)
+    shares = {"rel_l2_low": 0.6, "rel_l2_mid": 0.8, "rel_l2_high": 0.0}  # 0.36 + 0.64 = 1
+    rows = []
+    for key, err in zip(df["key"], df["test_rel_l2"], strict=True):
+        rows += [{"key": key, "resolution": 32, "metric": "rel_l2", "value": err}]
+        rows += [{"key": key, "resolution": 64, "metric": "rel_l2", "value": 1.5 * err}]
+        rows += [{"key": key, "resolution": 32, "metric": m, "value": s * err} for m, s in shares.items()]
+    return df, pd.DataFrame(rows), base.assign(resolution=32)
+
+
+def test_strategies_resolutions_and_bands_in_the_report():
+    from fno_analysis.report import build_report
+
+    df, evaluations, paper_only = _strategies_table()
+    report = build_report(df, n_boot=50, evaluations=evaluations)
+    gains = report.gains.set_index("finetune_strategy")
+    assert set(gains.index) == {"full", "head"}
+    # Adding a strategy leaves the paper's gain and claims as they were (targets come from full curves).
+    paper = build_report(paper_only, n_boot=50)
+    columns = ["target_error", "n_finetune", "n_scratch", "bound", "verdict"]
+    assert gains.loc[["full"], columns].reset_index(drop=True).equals(paper.gains[columns])
+    pd.testing.assert_frame_equal(report.findings.claims, paper.findings.claims)
+    tables = report.findings.tables
+    strategies = next(t for name, t in tables.items() if name.startswith("Fine-tuning strategies"))
+    smallest = strategies[strategies["n_train"] == N_VALUES[0]].iloc[0]
+    assert smallest["best"] == "full" and smallest["decided"] == "best below all others"
+    assert any(
+        a.startswith("Best fine-tuning strategy at the smallest N") and "full" in a for a in report.findings.answers
+    )
+    growth = next(t for name, t in tables.items() if name.startswith("Error at other test resolutions"))
+    assert set(growth["tested_at"]) == {64} and set(growth["mode"]) == {"scratch", "finetune", "finetune (head)"}
+    assert all(g.startswith("1.5 [1.5, 1.5]") for g in growth["growth"])
+    bands = next(t for name, t in tables.items() if name.startswith("Error by frequency band"))
+    assert set(bands["dominant"]) == {"mid"}
+    np.testing.assert_allclose(np.hypot(bands["low"], bands["mid"]) ** 2, (bands["low"] / 0.6) ** 2, rtol=1e-9)
+    titles = [title for title, _, _ in report.figures]
+    assert any(t.startswith("Fine-tuning strategies") for t in titles)
+    resolution = next(fig for title, _, fig in report.figures if title.startswith("Resolution transfer"))
+    for trace in resolution.data:
+        assert list(trace.x) == [32, 64] and trace.y[1] == pytest.approx(1.5 * trace.y[0])
+    bands_fig = next(fig for title, _, fig in report.figures if title.startswith("Error by frequency band"))
+    assert {t.meta["band"] for t in bands_fig.data} == {"rel_l2_low", "rel_l2_mid", "rel_l2_high"}
+    assert {t.meta["mode"] for t in bands_fig.data} == {"scratch", "finetune"}

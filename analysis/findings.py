@@ -51,8 +51,11 @@ def _disjoint(lo1, hi1, lo2, hi2) -> bool | None:
     return hi1 < lo2
 
 
-def _fmt(mean: float, lo: float, hi: float) -> str:
-    return f"{mean:.3g}" if math.isnan(lo) else f"{mean:.3g} [{lo:.3g}, {hi:.3g}]"
+def _fmt(mean: float, lo: float, hi: float, digits: int = 3) -> str:
+    """'mean [lo, hi]' to ``digits`` significant digits; the mean alone without an interval."""
+    if math.isnan(lo):
+        return f"{mean:.{digits}g}"
+    return f"{mean:.{digits}g} [{lo:.{digits}g}, {hi:.{digits}g}]"
 
 
 def _size(row) -> str:
@@ -281,7 +284,7 @@ def resolution_growth(ratios: pd.DataFrame) -> pd.DataFrame:
                 "tested_at": int(r["resolution"]),
                 "error_trained_at": r["error_train"],
                 "error_tested_at": r["error"],
-                "growth": _fmt(r["ratio"], r["ratio_lo"], r["ratio_hi"]),
+                "growth": _fmt(r["ratio"], r["ratio_lo"], r["ratio_hi"], digits=4),
                 "growth_mean": r["ratio"],
             }
         )
@@ -335,7 +338,7 @@ def _add_beyond_the_paper(findings: Findings, points: pd.DataFrame, evaluations:
         )
         for (r0, r1), here in growth.groupby(["trained_at", "tested_at"]):
             by_mode = here.groupby("mode")["growth_mean"].agg(["min", "max"])
-            text = "; ".join(f"{m} {v['min']:.3g}-{v['max']:.3g}x" for m, v in by_mode.iterrows())
+            text = "; ".join(f"{m} {v['min']:.4f}-{v['max']:.4f}x" for m, v in by_mode.iterrows())
             findings.answers.append(f"Error growth from training resolution {r0} to {r1} (range over curves): {text}")
     bands = band_table(evaluations)
     if not bands.empty:

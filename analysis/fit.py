@@ -514,6 +514,16 @@ def fit_curves(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, points: pd.Da
 FIT_COLUMNS = [*CURVE_KEYS, "n_points", "a", "b", "b_lo", "b_hi", "c", "c_lo", "c_hi", "b_pow", "warning"]
 
 
+def __getattr__(name: str):
+    """fit_surface and transfer_law, which live in fno_analysis.laws (imported on first use:
+    laws builds on this module)."""
+    if name in ("fit_surface", "transfer_law"):
+        from fno_analysis import laws
+
+        return getattr(laws, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
     """The fitting flags both command lines (fit.py, report.py) take."""
     parser.add_argument("--target-error", type=float, default=None, help="error for the gain (default: per curve)")

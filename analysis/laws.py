@@ -1,0 +1,376 @@
+"""Scaling laws across model sizes: the error surface err(N, P), the transfer law, and
+the compute at which pre-training pays for itself.
+
+Conventions
+- Points are ``fno_analysis.points``'s (the learning rate chosen by validation, seeds
+  averaged); P is a model's parameter count as trained.
+- **Surface** (Hoffmann et al. 2022's form): err(N, P) = E + A P^-alpha + B N^-beta,
+  fitted per (family, shift, pretrain_family, mode, finetune_strategy) over every size
+  and N, by a Huber loss on log error (HUBER_DELTA: residuals beyond 10% count
+  linearly, so one bad point cannot move the fit) from a grid of starting points
+  (every pair of exponents in START_EXPONENTS; the fit runs from the SCREENED starts of
+  lowest loss, and the best end wins). Its 95%
+  intervals are percentiles of a wild bootstrap (Rademacher signs on the log
+  residuals, each divided by sqrt(1 - leverage); all replicates refitted at once by
+  Huber-reweighted Gauss-Newton steps from the estimate). With few sizes E and the
+  P term trade off: benchmarks/bench_laws.py measures what that does to alpha and E.
+  ``heldout_error`` is the median relative miss on the largest size's points of a fit
+  to the smaller sizes. At least MIN_SIZES sizes.
+- **Transfer law** (Hernandez et al. 2021): the effective data transferred by
+  pre-training, D_T = D_E - D_F, where D_E is the number of scratch examples that
+  reach the error fine-tuning reaches with D_F examples, read from the two fitted
+  curves of each size. D_T = k D_F^alpha P^beta is fitted by least squares on log D_T
+  over D_F on a grid inside the fine-tune curve's measured N and every size, keeping
+  only grid points whose D_E lies inside the scratch curve's measured N (no
+  extrapolation) and D_T > 0. Intervals: the same fit on every paired bootstrap
+  replicate of the curve fits (``fno_analysis.fit``), 2.5-97.5% percentiles. beta > 0
+  is the paper's second claim, "the gain grows with model size", as one exponent.
+- **Compute**: a trial's training FLOPs are 3 x (forward FLOPs per sample) x steps x
+  batch (forward and backward; evaluation left out). Pre-training is paid once; each
+  downstream task then costs its fine-tuning. The break-even number of tasks at a
+  target error is C_pretrain / (C_scratch(N_scratch) - C_finetune(N_finetune)), each
+  C(N) interpolated log-log between the curve's measured trials; never where
+  fine-tuning costs as much as scratch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from fno.vocabulary import FITTED_MODES
+from fno_analysis.fit import CONFIDENCE, saturating
+from fno_analysis.gains import examples_needed
+from fno_analysis.points import SIZE_KEYS, with_study_columns
+
+HUBER_DELTA = 0.1  # Huber's delta on log error: a 10% miss
+START_EXPONENTS = (0.1, 0.4, 1.0)  # starting alpha and beta of the surface fit (all pairs) ...
+SCREENED = 3  # ... of which the fit starts from those with the lowest loss
+MIN_SIZES = 3  # a surface needs this many model sizes
+SURFACE_KEYS = ["family", "shift", "pretrain_family", "mode", "finetune_strategy"]
+SURFACE_PARAMS = ("E", "A", "alpha", "B", "beta")
+TRANSFER_KEYS = ["family", "shift", "pretrain_family"]
+TRANSFER_GRID = 12  # D_F values per size, geometric over the fine-tune curve's measured N
+
+
+def surface(n, p, params) -> np.ndarray:
+    """err(N, P) = E + A P^-alpha + B N^-beta for params (E, A, alpha, B, beta)."""
+    e, a, alpha, b, beta = params
+    return e + a * np.power(p, -alpha) + b * np.power(n, -beta)
+
+
+def _log_params(params: np.ndarray) -> np.ndarray:
+    e, a, alpha, b, beta = params
+    return np.array([math.log(max(e, 1e-12)), math.log(a), alpha, math.log(b), beta])
+
+
+def _from_log(x: np.ndarray) -> np.ndarray:
+    return np.array([math.exp(x[0]), math.exp(x[1]), x[2], math.exp(x[3]), x[4]])
+
+
+def _terms(x: np.ndarray, log_n: np.ndarray, log_p: np.ndarray) -> np.ndarray:
+    """The surface's three terms as logs, (..., 3, m), for log parameters x (..., 5)."""
+    x = x[..., :, None]
+    return np.stack(
+        [np.broadcast_to(x[..., 0, :], x.shape[:-2] + log_n.shape), x[..., 1, :] - x[..., 2, :] * log_p,
+         x[..., 3, :] - x[..., 4, :] * log_n], axis=-2,
+    )  # fmt: skip
+
+
+def _residuals(x: np.ndarray, log_n: np.ndarray, log_p: np.ndarray, log_y: np.ndarray) -> np.ndarray:
+    """log surface - log y, (..., m); the surface's scales taken as logs (so they stay positive)."""
+    return np.logaddexp.reduce(_terms(x, log_n, log_p), axis=-2) - log_y
+
+
+def _jacobian(x: np.ndarray, log_n: np.ndarray, log_p: np.ndarray) -> np.ndarray:
+    """d residuals / d x, (..., m, 5): each term's share of the surface times its derivative."""
+    terms = _terms(x, log_n, log_p)
+    share = np.exp(terms - np.logaddexp.reduce(terms, axis=-2)[..., None, :])  # (..., 3, m)
+    return np.stack(
+        [share[..., 0, :], share[..., 1, :], -share[..., 1, :] * log_p, share[..., 2, :], -share[..., 2, :] * log_n],
+        axis=-1,
+    )
+
+
+BOUNDS = (np.array([-30.0, -30.0, 0.0, -30.0, 0.0]), np.array([5.0, 30.0, 4.0, 30.0, 4.0]))
+
+
+def _huber(r: np.ndarray) -> np.ndarray:
+    """Huber's loss of residuals r (..., m), summed over the last axis (scipy's scaling)."""
+    z = (r / HUBER_DELTA) ** 2
+    return 0.5 * HUBER_DELTA**2 * np.where(z <= 1, z, 2 * np.sqrt(z) - 1).sum(axis=-1)
+
+
+def _fit_one(log_n, log_p, log_y, starts: list[np.ndarray]) -> tuple[np.ndarray, float]:
+    """The best Huber fit from the SCREENED starts of ``starts`` (log-parameter vectors)
+    with the lowest loss: (log params, cost)."""
+    starts = np.clip(np.array(starts), *BOUNDS)
+    losses = _huber(_residuals(starts, log_n, log_p, log_y))
+    best, best_cost = None, math.inf
+    for x0 in starts[np.argsort(losses)[:SCREENED]]:
+        fit = least_squares(
+            _residuals, x0, jac=lambda x, *args: _jacobian(x, *args[:2]),
+            args=(log_n, log_p, log_y), loss="huber", f_scale=HUBER_DELTA, bounds=BOUNDS, max_nfev=200,
+        )  # fmt: skip
+        if fit.cost < best_cost:
+            best, best_cost = fit.x, fit.cost
+    return best, best_cost
+
+
+def _refit_batch(x: np.ndarray, log_n, log_p, log_y: np.ndarray, iterations: int = 12) -> np.ndarray:
+    """Huber fits of many replicates at once (log_y (k, m)), each from the estimate x:
+    damped Gauss-Newton steps on the reweighted (IRLS) problem, within BOUNDS. (k, 5)."""
+    xb = np.repeat(x[None, :], len(log_y), axis=0)
+    for _ in range(iterations):
+        r = _residuals(xb, log_n, log_p, log_y)  # (k, m)
+        jac = _jacobian(xb, log_n, log_p)  # (k, m, 5)
+        weight = np.minimum(1.0, HUBER_DELTA / np.maximum(np.abs(r), 1e-12))  # Huber's IRLS weights
+        jw = jac * weight[..., None]
+        normal = np.einsum("kmi,kmj->kij", jw, jac)
+        damping = 1e-6 * np.trace(normal, axis1=1, axis2=2)[:, None, None] * np.eye(5)
+        step = np.linalg.solve(normal + damping, -np.einsum("kmi,km->ki", jw, r)[..., None])[..., 0]
+        xb = np.clip(xb + step, *BOUNDS)
+    return xb
+
+
+def _starts(n: np.ndarray, p: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """Starting points: E below the smallest error, the two power terms each carrying
+    about half the largest error at the smallest N and P, every exponent pair."""
+    floor, top = 0.5 * y.min(), y.max()
+    out = []
+    for alpha, beta in itertools.product(START_EXPONENTS, START_EXPONENTS):
+        a = 0.5 * top * p.min() ** alpha
+        b = 0.5 * top * n.min() ** beta
+        out.append(_log_params(np.array([floor, a, alpha, b, beta])))
+    return out
+
+
+def fit_surface_points(n, p, err, n_boot: int = 200, seed: int = 0) -> dict[str, float | int | str]:
+    """Fit err(N, P) to points (n, p, err); see the module docstring.
+
+    Returns E, A, alpha, B, beta, each with _lo and _hi, n_points, n_sizes,
+    heldout_error and note.
+    """
+    n, p, y = (np.asarray(v, dtype=float) for v in (n, p, err))
+    if not (n.shape == p.shape == y.shape and n.ndim == 1):
+        raise ValueError("n, p and err must be 1-d of equal length")
+    if np.any(n <= 0) or np.any(p <= 0) or np.any(~np.isfinite(y)) or np.any(y <= 0):
+        raise ValueError("n and p must be positive, err finite and positive")
+    sizes = np.unique(p)
+    out: dict = {"n_points": len(n), "n_sizes": len(sizes), "heldout_error": math.nan, "note": ""}
+    out.update({k: math.nan for name in SURFACE_PARAMS for k in (name, f"{name}_lo", f"{name}_hi")})
+    if len(sizes) < MIN_SIZES:
+        out["note"] = f"{len(sizes)} model sizes: a surface needs at least {MIN_SIZES}"
+        return out
+    log_n, log_p, log_y = np.log(n), np.log(p), np.log(y)
+    x, _ = _fit_one(log_n, log_p, log_y, _starts(n, p, y))
+    estimate = _from_log(x)
+    out.update(dict(zip(SURFACE_PARAMS, estimate.tolist(), strict=True)))
+    # Wild bootstrap: each replicate flips the signs of the log residuals at random.
+    residuals = _residuals(x, log_n, log_p, log_y)
+    fitted = log_y + residuals
+    jac = _jacobian(x, log_n, log_p)
+    leverage = np.einsum("mi,ij,mj->m", jac, np.linalg.pinv(jac.T @ jac), jac)
+    residuals = residuals / np.sqrt(np.clip(1 - leverage, 0.05, 1))  # fitted residuals are too small
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], size=(n_boot, len(y)))
+    xb = _refit_batch(x, log_n, log_p, fitted - signs * residuals)  # (n_boot, 5), log scales
+    draws = np.concatenate([np.exp(xb[:, [0, 1]]), xb[:, [2]], np.exp(xb[:, [3]]), xb[:, [4]]], axis=1)
+    q = (1 - CONFIDENCE) / 2
+    lo, hi = np.quantile(draws, [q, 1 - q], axis=0)
+    for i, name in enumerate(SURFACE_PARAMS):
+        out[f"{name}_lo"], out[f"{name}_hi"] = float(lo[i]), float(hi[i])
+    # Held out: the largest size predicted from the smaller ones.
+    small = p < sizes[-1]
+    if len(np.unique(p[small])) >= MIN_SIZES - 1:
+        xs, _ = _fit_one(log_n[small], log_p[small], log_y[small], _starts(n[small], p[small], y[small]))
+        predicted = surface(n[~small], p[~small], _from_log(xs))
+        out["heldout_error"] = float(np.median(np.abs(predicted / y[~small] - 1)))
+    return out
+
+
+def fit_surface(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, points: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One surface per (family, shift, pretrain_family, mode, finetune_strategy) of a results
+    table: columns SURFACE_KEYS, E, A, alpha, B, beta with _lo / _hi, n_points, n_sizes,
+    heldout_error, note (why there is no fit, where there is none)."""
+    from fno_analysis.points import select_points
+
+    points = select_points(df) if points is None else points
+    trained = with_study_columns(points[points["mode"].isin(FITTED_MODES)])
+    rows = []
+    for i, (keys, group) in enumerate(trained.groupby(SURFACE_KEYS, dropna=False, sort=True)):
+        fit = fit_surface_points(group["n_train"], group["n_params"], group["test_rel_l2"], n_boot, seed + i)
+        rows.append({**dict(zip(SURFACE_KEYS, keys, strict=True)), **fit})
+    columns = [*SURFACE_KEYS, *(k for s in SURFACE_PARAMS for k in (s, f"{s}_lo", f"{s}_hi"))]
+    return pd.DataFrame(rows, columns=[*columns, "n_points", "n_sizes", "heldout_error", "note"])
+
+
+def _transfer_samples(ft: pd.Series, sc: pd.Series, params_ft, params_sc) -> tuple[np.ndarray, np.ndarray]:
+    """(D_F, D_T) on the grid of one size, for curve parameters (k, 3) of each curve (k
+    replicates): arrays (TRANSFER_GRID,) and (k, TRANSFER_GRID), D_T NaN where D_E leaves
+    scratch's measured N or D_T <= 0."""
+    d_f = np.geomspace(ft["n_min"], ft["n_max"], TRANSFER_GRID)
+    err = saturating(d_f[None, :], *(params_ft[:, i, None] for i in range(3)))
+    d_e = examples_needed(err, *(params_sc[:, i, None] for i in range(3)))
+    d_t = d_e - d_f[None, :]
+    inside = (d_e >= sc["n_min"]) & (d_e <= sc["n_max"]) & (d_t > 0)
+    return d_f, np.where(inside, d_t, np.nan)
+
+
+def _paired_curves(fits: pd.DataFrame):
+    """(keys, [(fine-tune fit, scratch fit), ...]) per TRANSFER_KEYS group: full
+    fine-tuning and scratch of the same size, both fitted."""
+    fits = with_study_columns(fits)
+    scratch = fits[fits["mode"] == "scratch"].set_index(["family", "shift", *SIZE_KEYS])
+    finetune = fits[(fits["mode"] == "finetune") & fits["finetune_strategy"].isin(["", "full"])]
+    for keys, group in finetune.groupby(TRANSFER_KEYS, sort=True):
+        pairs = []
+        for _, ft in group.sort_values("n_params").iterrows():
+            key = (ft["family"], ft["shift"], *(ft[k] for k in SIZE_KEYS))
+            if key in scratch.index and ft["boot"] is not None and scratch.loc[key, "boot"] is not None:
+                pairs.append((ft, scratch.loc[key]))
+        yield keys, pairs
+
+
+def _estimate(curve: pd.Series) -> np.ndarray:
+    return np.array([[curve["a"], curve["b"], curve["c"]]], dtype=float)
+
+
+def transfer_points(fits: pd.DataFrame) -> pd.DataFrame:
+    """The (D_F, D_T) samples the transfer law is fitted to, from the curves' estimates:
+    TRANSFER_KEYS, n_params, d_f, d_t (only samples inside both curves' measured N)."""
+    rows = []
+    for keys, pairs in _paired_curves(fits):
+        for ft, sc in pairs:
+            d_f, d_t = _transfer_samples(ft, sc, _estimate(ft), _estimate(sc))
+            for x, y in zip(d_f, d_t[0], strict=True):
+                if np.isfinite(y):
+                    rows.append({**dict(zip(TRANSFER_KEYS, keys, strict=True)), "n_params": ft["n_params"], "d_f": x,
+                                 "d_t": y})  # fmt: skip
+    return pd.DataFrame(rows, columns=[*TRANSFER_KEYS, "n_params", "d_f", "d_t"])
+
+
+def _log_linear_fit(log_df: np.ndarray, log_p: np.ndarray, log_dt: np.ndarray) -> np.ndarray:
+    """(log k, alpha, beta) by least squares on log D_T; NaN without enough points."""
+    ok = np.isfinite(log_dt)
+    if ok.sum() < 4 or len(np.unique(log_p[ok])) < 2:
+        return np.full(3, np.nan)
+    design = np.stack([np.ones(ok.sum()), log_df[ok], log_p[ok]], axis=1)
+    return np.linalg.lstsq(design, log_dt[ok], rcond=None)[0]
+
+
+def transfer_law(table: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+    """The transfer law per (family, shift, pretrain_family): full fine-tuning against
+    scratch, over every size with both curves fitted. ``table``: ``fit_curves`` output,
+    or a results table (then fitted here with ``n_boot`` and ``seed``).
+
+    Columns: TRANSFER_KEYS, k, alpha, beta with _lo / _hi, n_sizes, n_samples (grid
+    points inside both curves' measured N), d_f_min, d_f_max (the D_F range it holds
+    over), note.
+    """
+    from fno_analysis.fit import fit_curves
+
+    fits = table if "boot" in table else fit_curves(table, n_boot=n_boot, seed=seed)
+    params = [k for n in ("k", "alpha", "beta") for k in (n, f"{n}_lo", f"{n}_hi")]
+    rows = []
+    for keys, pairs in _paired_curves(fits):
+        row = {**dict(zip(TRANSFER_KEYS, keys, strict=True)), **dict.fromkeys(params, math.nan), "note": ""}
+        row.update(n_sizes=0, n_samples=0, d_f_min=math.nan, d_f_max=math.nan)
+        if not pairs:
+            rows.append({**row, "note": "no size with both curves fitted"})
+            continue
+        k = min(min(len(ft["boot"]), len(sc["boot"])) for ft, sc in pairs)
+        log_df, log_p, log_dt, log_dt_boot = [], [], [], []
+        for ft, sc in pairs:
+            d_f, d_t = _transfer_samples(ft, sc, _estimate(ft), _estimate(sc))
+            _, d_t_boot = _transfer_samples(ft, sc, np.asarray(ft["boot"][:k]), np.asarray(sc["boot"][:k]))
+            log_df.append(np.log(d_f))
+            log_p.append(np.full(TRANSFER_GRID, math.log(ft["n_params"])))
+            log_dt.append(np.log(d_t[0]))
+            log_dt_boot.append(np.log(d_t_boot))
+        log_df, log_p, log_dt = (np.concatenate(v) for v in (log_df, log_p, log_dt))
+        log_dt_boot = np.concatenate(log_dt_boot, axis=1)  # (k, samples)
+        inside = np.isfinite(log_dt)
+        row.update(n_sizes=len(np.unique(log_p[inside])), n_samples=int(inside.sum()))
+        if inside.any():
+            row.update(d_f_min=float(np.exp(log_df[inside].min())), d_f_max=float(np.exp(log_df[inside].max())))
+        theta = _log_linear_fit(log_df, log_p, log_dt)
+        if np.isnan(theta).any():
+            why = f"{row['n_samples']} samples over {row['n_sizes']} sizes inside both curves' measured N"
+            rows.append({**row, "note": why + ": too few for k, alpha and beta (needs 4 over 2 sizes)"})
+            continue
+        row.update(k=math.exp(theta[0]), alpha=float(theta[1]), beta=float(theta[2]))
+        thetas = np.array([_log_linear_fit(log_df, log_p, replicate) for replicate in log_dt_boot])
+        thetas = thetas[np.isfinite(thetas).all(axis=1)]
+        if len(thetas) >= 20:
+            lo, hi = np.quantile(thetas, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2], axis=0)
+            row.update(k_lo=math.exp(lo[0]), k_hi=math.exp(hi[0]), alpha_lo=lo[1], alpha_hi=hi[1])
+            row.update(beta_lo=lo[2], beta_hi=hi[2])
+            if len(thetas) < k:
+                row["note"] = f"{k - len(thetas)} of {k} replicates too short to fit"
+        else:
+            row["note"] = "too few usable bootstrap replicates for intervals"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*TRANSFER_KEYS, *params, "n_sizes", "n_samples", "d_f_min", "d_f_max", "note"])
+
+
+def train_flops(df: pd.DataFrame) -> pd.Series:
+    """Each trial's training FLOPs: 3 x forward FLOPs per sample x steps x batch size."""
+    return 3.0 * df["flops_per_sample"].astype(float) * df["steps"].astype(float) * df["batch_size"].astype(float)
+
+
+def _cost_at(n_points: np.ndarray, flops: np.ndarray, n: float) -> float:
+    """FLOPs of a trial with n examples, log-log interpolated between measured ones (and
+    extrapolated with the end segments' slope)."""
+    order = np.argsort(n_points)
+    x, y = np.log(n_points[order]), np.log(flops[order])
+    if len(x) == 1:
+        return float(flops[0])
+    i = int(np.clip(np.searchsorted(x, math.log(n)) - 1, 0, len(x) - 2))
+    slope = (y[i + 1] - y[i]) / (x[i + 1] - x[i]) if x[i + 1] > x[i] else 0.0
+    return float(math.exp(y[i] + slope * (math.log(n) - x[i])))
+
+
+def break_even(df: pd.DataFrame, gains: pd.DataFrame) -> pd.DataFrame:
+    """Per measured gain of full fine-tuning: the FLOPs of pre-training, of fine-tuning
+    with N_finetune and of scratch training with N_scratch examples (the target error's),
+    and the number of downstream tasks from which pre-training plus fine-tuning costs
+    less than scratch training on each (inf where fine-tuning saves nothing).
+    """
+    df = with_study_columns(df[df["status"] == "ok"])
+    if df.empty or gains.empty:
+        return pd.DataFrame()
+    df = df.assign(train_flops=train_flops(df))
+    full = gains["finetune_strategy"].isin(["", "full"]) if "finetune_strategy" in gains else True
+    measured = gains[(gains["verdict"] == "measured") & full]
+    rows = []
+    for _, g in measured.iterrows():
+        size = (df["width"] == g["width"]) & (df["modes"] == g["modes"]) & (df["layers"] == g["layers"])
+        task = size & (df["family"] == g["family"]) & (df["shift"] == g["shift"])
+        pre = df[size & (df["mode"] == "pretrain") & (df["family"] == g["pretrain_family"])]
+        ft = df[task & (df["mode"] == "finetune") & (df["pretrain_family"] == g["pretrain_family"])]
+        ft = ft[ft["finetune_strategy"].isin(["", "full"])]
+        sc = df[task & (df["mode"] == "scratch")]
+        if pre.empty or ft.empty or sc.empty:
+            continue
+        c_pre = float(pre["train_flops"].mean())
+        per_n = {name: rows_.groupby("n_train")["train_flops"].mean() for name, rows_ in (("ft", ft), ("sc", sc))}
+        c_ft = _cost_at(per_n["ft"].index.to_numpy(float), per_n["ft"].to_numpy(float), g["n_finetune"])
+        c_sc = _cost_at(per_n["sc"].index.to_numpy(float), per_n["sc"].to_numpy(float), g["n_scratch"])
+        saving = c_sc - c_ft
+        rows.append(
+            {
+                **{k: g[k] for k in ["family", "shift", "pretrain_family", *SIZE_KEYS, "n_params", "target_error"]},
+                "n_finetune": g["n_finetune"],
+                "n_scratch": g["n_scratch"],
+                "pretrain_flops": c_pre,
+                "finetune_flops": c_ft,
+                "scratch_flops": c_sc,
+                "break_even_tasks": c_pre / saving if saving > 0 else math.inf,
+            }
+        )
+    return pd.DataFrame(rows)

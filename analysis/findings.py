@@ -10,9 +10,10 @@ Inputs are the analysis tables (``select_points``, ``fit_curves``,
 - two quantities are "decided" only where their intervals do not overlap;
 - "orders of magnitude" (claim 1) means a gain of at least ORDERS = 10, read from the
   gain's interval, or from its bound where the gain is censored;
-- the trend of the gain with model size (claim 2) is the least-squares slope of log10
-  gain on log10 parameters over the sizes with a measured gain (at least two), per
-  bootstrap replicate; its interval is the replicates' 2.5-97.5% range.
+- the trend of the gain with model size (claim 2) is the exponent beta of the transfer
+  law (``fno_analysis.laws``) where it has an interval; otherwise the least-squares
+  slope of log10 gain on log10 parameters over the sizes with a measured gain (at least
+  two), per bootstrap replicate; its interval is the replicates' 2.5-97.5% range.
 """
 
 from __future__ import annotations
@@ -353,11 +354,17 @@ def paper_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_findings(
-    points: pd.DataFrame, gains: pd.DataFrame, flags: pd.DataFrame, evaluations: pd.DataFrame | None = None
+    points: pd.DataFrame,
+    gains: pd.DataFrame,
+    flags: pd.DataFrame,
+    evaluations: pd.DataFrame | None = None,
+    transfer: pd.DataFrame | None = None,
 ) -> Findings:
     """The four claims, judged from the tables (see the module docstring), on the paper's
     fine-tuning (all weights); then the strategies, resolutions and bands where the sweep
-    has them (``evaluations``: ``fno_analysis.evaluations.evaluation_points``)."""
+    has them (``evaluations``: ``fno_analysis.evaluations.evaluation_points``).
+    ``transfer``: ``fno_analysis.laws.transfer_law``, which claim 2 reads where it has
+    intervals."""
     all_gains = gain_claims(gains) if not gains.empty else pd.DataFrame()
     all_points = points
     points, gains = paper_rows(points), paper_rows(gains)
@@ -368,7 +375,7 @@ def build_findings(
     zero = zero_shot_by_shift(points)
     claims = [
         _claim1(gain_rows),
-        _claim2(trend),
+        _claim2(trend, transfer),
         _claim3(mixture, points),
         _claim4(zero, small),
     ]
@@ -422,7 +429,21 @@ def _claim1(gain_rows: pd.DataFrame) -> dict:
     return {"claim": 1, "statement": statement, "verdict": verdict, "evidence": " | ".join(parts)}
 
 
-def _claim2(trend: pd.DataFrame) -> dict:
+def _claim2(trend: pd.DataFrame, transfer: pd.DataFrame | None = None) -> dict:
+    """Through the transfer law's beta (D_T = k D_F^alpha P^beta) where it was fitted with
+    an interval; else through the slope of log gain on log parameters."""
+    laws = pd.DataFrame() if transfer is None else transfer[np.isfinite(transfer["beta_lo"].astype(float))]
+    if not laws.empty:
+        statement = "the gain grows with model size: the transfer law's beta > 0 (D_T = k D_F^alpha P^beta)"
+        votes, parts = [], []
+        for _, t in laws.iterrows():
+            lo, hi = t["beta_lo"], t["beta_hi"]
+            votes.append(SUPPORTS if lo > 0 else CONTRADICTS if hi < 0 else UNDECIDED)
+            parts.append(
+                f"{t['family']}/{t['shift']}/{t['pretrain_family']}: beta = {t['beta']:.2f} [{lo:.2f}, {hi:.2f}] "
+                f"over {int(t['n_sizes'])} sizes, D_F {t['d_f_min']:.3g}-{t['d_f_max']:.3g} ({votes[-1]})"
+            )
+        return {"claim": 2, "statement": statement, "verdict": _combine(votes), "evidence": "; ".join(parts)}
     statement = "the gain grows with model size (slope of log gain on log parameters > 0)"
     if trend.empty:
         return {"claim": 2, "statement": statement, "verdict": UNDECIDED, "evidence": "no gains"}

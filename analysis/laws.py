@@ -374,3 +374,17 @@ def break_even(df: pd.DataFrame, gains: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def point_flops(df: pd.DataFrame, points: pd.DataFrame) -> pd.Series:
+    """Each point's mean training FLOPs over the trials behind it (the chosen learning
+    rate's ok trials), aligned with ``points``; NaN for zero-shot points."""
+    from fno_analysis.points import POINT_KEYS
+
+    rows = with_study_columns(df[(df["status"] == "ok") & (df.get("stage", "downstream") != "probe")])
+    rows = rows.assign(train_flops=train_flops(rows))
+    mean = rows.groupby([*POINT_KEYS, "lr"], dropna=False)["train_flops"].mean().rename("flops").reset_index()
+    merged = points[[*POINT_KEYS, "lr"]].merge(mean, on=[*POINT_KEYS, "lr"], how="left")
+    return pd.Series(
+        np.where(points["mode"] == "zeroshot", np.nan, merged["flops"].to_numpy(float)), index=points.index
+    )

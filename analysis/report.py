@@ -43,6 +43,18 @@ from fno_analysis.evaluations import (
 from fno_analysis.findings import Findings, build_findings, mode_label
 from fno_analysis.fit import add_fit_arguments, fit_curves, saturating
 from fno_analysis.gains import GAIN_VERDICTS, data_efficiency_gain
+from fno_analysis.laws import (
+    MIN_SIZES,
+    SURFACE_PARAMS,
+    TRANSFER_KEYS,
+    break_even,
+    fit_surface,
+    point_flops,
+    surface,
+    train_flops,
+    transfer_law,
+    transfer_points,
+)
 from fno_analysis.points import (
     CURVE_KEYS,
     REQUIRED_COLUMNS,
@@ -76,6 +88,11 @@ class Report:
     target_error: float | None = None  # the gain's target; None: per (family, shift), fit.default_targets
     # Per-point test metrics at every test resolution (fno_analysis.evaluations.evaluation_points).
     evaluations: pd.DataFrame = field(default_factory=pd.DataFrame)
+    surfaces: pd.DataFrame = field(default_factory=pd.DataFrame)  # fno_analysis.laws.fit_surface
+    transfer: pd.DataFrame = field(default_factory=pd.DataFrame)  # fno_analysis.laws.transfer_law
+    break_even: pd.DataFrame = field(default_factory=pd.DataFrame)  # fno_analysis.laws.break_even
+    # (pretrain_family, width, modes, layers) -> the pre-training's training FLOPs
+    pretrain_flops: dict = field(default_factory=dict)
     figures: list[tuple[str, str, object]] = field(default_factory=list)  # (title, caption, go.Figure)
     notes: list[str] = field(default_factory=list)
 
@@ -513,6 +530,149 @@ def _figure_bands(report: Report) -> None:
         )
 
 
+def _size_colours(n: int) -> list[str]:
+    from plotly.colors import sample_colorscale
+
+    return sample_colorscale("Viridis", [i / max(n - 1, 1) * 0.85 for i in range(n)])
+
+
+def _figure_surfaces(report: Report) -> None:
+    import plotly.graph_objects as go
+
+    fitted = report.surfaces[np.isfinite(report.surfaces["alpha"].astype(float))] if not report.surfaces.empty else []
+    if len(fitted) == 0:
+        return
+    points = report.points
+    for (family, shift), cells in fitted.groupby(["family", "shift"], sort=True):
+        panels, titles = [], []
+        for _, fit in cells.iterrows():
+            here = points[
+                (points["family"] == family) & (points["shift"] == shift) & (points["mode"] == fit["mode"])
+                & (points["pretrain_family"] == fit["pretrain_family"])
+                & (points["finetune_strategy"] == fit["finetune_strategy"])
+            ]  # fmt: skip
+            sizes = sorted(here["n_params"].unique())
+            colours = _size_colours(len(sizes))
+            params = [fit[k] for k in SURFACE_PARAMS]
+            traces = []
+            for colour, p in zip(colours, sizes, strict=True):
+                sel = here[here["n_params"] == p].sort_values("n_train")
+                name = f"{_count(p)} parameters"
+                meta = {"family": family, "shift": shift, "mode": fit["mode"], "n_params": int(p)}
+                traces.append(go.Scatter(x=sel["n_train"], y=sel["test_rel_l2"], mode="markers", name=name,
+                                         legendgroup=name, showlegend=not panels, marker={"color": colour},
+                                         meta={**meta, "kind": "points"}))  # fmt: skip
+                xs = np.geomspace(sel["n_train"].min(), sel["n_train"].max(), 40)
+                traces.append(go.Scatter(x=xs, y=surface(xs, p, params), mode="lines", line={"color": colour},
+                                         name=name, legendgroup=name, showlegend=False,
+                                         meta={**meta, "kind": "surface"}))  # fmt: skip
+            panels.append(traces)
+            label = mode_label(fit["mode"], fit["finetune_strategy"])
+            source = f" from {fit['pretrain_family']}" if fit["pretrain_family"] else ""
+            titles.append(
+                f"{label}{source}: alpha {fit['alpha']:.2f} [{fit['alpha_lo']:.2f}, {fit['alpha_hi']:.2f}], "
+                f"beta {fit['beta']:.2f} [{fit['beta_lo']:.2f}, {fit['beta_hi']:.2f}]"
+            )
+        fig = _panel_figure(panels, titles)
+        fig.update_layout(title=f"{family}, shift '{shift}': one surface E + A P^-alpha + B N^-beta over sizes")
+        report.figures.append(
+            (
+                f"Scaling surface over model size and data ({family}, shift '{shift}')",
+                "Markers: the test error of every size (colour) at every N; lines: one surface "
+                "err(N, P) = E + A P^-alpha + B N^-beta fitted to all of them (Huber loss on log error, "
+                "95% intervals in the panel titles).",
+                fig,
+            )
+        )
+
+
+def _figure_transfer(report: Report) -> None:
+    import plotly.graph_objects as go
+
+    if report.transfer.empty or not np.isfinite(report.transfer["beta"].astype(float)).any():
+        return
+    samples = transfer_points(report.fits)
+    laws = report.transfer.set_index(TRANSFER_KEYS)
+    families = sorted(samples["family"].unique())
+    panels = []
+    for family in families:
+        traces = []
+        for (shift, source, p), sel in samples[samples["family"] == family].groupby(
+            ["shift", "pretrain_family", "n_params"], sort=True
+        ):
+            name = f"{shift}, {source}, {_count(p)} parameters"
+            meta = {"family": family, "shift": shift, "pretrain_family": source, "n_params": int(p)}
+            traces.append(go.Scatter(x=sel["d_f"], y=sel["d_t"], mode="markers", name=name, legendgroup=name,
+                                     meta={**meta, "kind": "samples"}))  # fmt: skip
+            law = laws.loc[(family, shift, source)]
+            if np.isfinite(law["beta"]):
+                xs = np.geomspace(sel["d_f"].min(), sel["d_f"].max(), 30)
+                ys = law["k"] * xs ** law["alpha"] * float(p) ** law["beta"]
+                traces.append(go.Scatter(x=xs, y=ys, mode="lines", name=name, legendgroup=name, showlegend=False,
+                                         meta={**meta, "kind": "law"}))  # fmt: skip
+        panels.append(traces)
+    fig = _panel_figure(panels, families)
+    fig.update_xaxes(title_text="fine-tuning examples D_F")
+    fig.update_yaxes(title_text="effective data transferred D_T", row=1, col=1)
+    fig.update_layout(title="The transfer law: D_T = D_E - D_F = k D_F^alpha P^beta")
+    report.figures.append(
+        (
+            "The transfer law",
+            "Markers: the effective data transferred by pre-training, D_T = D_E - D_F, where scratch needs D_E "
+            "examples to reach the error fine-tuning reaches with D_F, read from the fitted curves of each size "
+            "(only where D_E lies inside scratch's measured N); lines: k D_F^alpha P^beta fitted to all sizes. "
+            "beta > 0: a larger model transfers more.",
+            fig,
+        )
+    )
+
+
+def _figure_compute(report: Report) -> None:
+    import plotly.graph_objects as go
+
+    points = report.points
+    if "train_flops" not in points or not np.isfinite(points["train_flops"]).any():
+        return
+    for family in sorted(points["family"].unique()):
+        here, size = _largest_size_rows(points, points, family)
+        here = here[here["finetune_strategy"].isin(["", "full"]) & (here["mode"] != "zeroshot")]
+        source = (_pretrain_sets(points, family) or [""])[0]
+        shifts = ordered_shifts(here["shift"])
+        pre = report.pretrain_flops.get((source, *size[:3]), math.nan)
+        panels = []
+        for i, shift in enumerate(shifts):
+            at = here[here["shift"] == shift]
+            traces = []
+            lines = [("scratch", "", 0.0, "scratch")]
+            lines += [("finetune", source, 0.0, "fine-tune"), ("finetune", source, pre, "fine-tune + pre-training")]
+            for mode, src, extra, name in lines:
+                sel = at[(at["mode"] == mode) & (at["pretrain_family"] == src)].sort_values("n_train")
+                if sel.empty or not np.isfinite(extra):
+                    continue
+                traces.append(
+                    go.Scatter(
+                        x=sel["train_flops"] + extra, y=sel["test_rel_l2"], mode="lines+markers", name=name,
+                        legendgroup=name, showlegend=i == 0,
+                        line={"color": MODE_COLOURS[mode], "dash": "dot" if extra else "solid"},
+                        customdata=sel["n_train"], hovertemplate="N=%{customdata}: %{x:.3g} FLOPs, error %{y:.4g}",
+                        meta={"family": family, "shift": shift, "mode": mode, "kind": name},
+                    )
+                )  # fmt: skip
+            panels.append(traces)
+        fig = _panel_figure(panels, [f"shift '{s}'" for s in shifts])
+        fig.update_xaxes(title_text="training FLOPs")
+        fig.update_layout(title=f"{family}: test error vs training compute, {size_label(*size)}")
+        report.figures.append(
+            (
+                f"Error vs training compute ({family}, {size_label(*size)})",
+                "Each point is a downstream N; its cost is 3 x forward FLOPs per sample x steps x batch. Dotted: "
+                "fine-tuning plus the whole pre-training (one task pays for it); the break-even table says after "
+                "how many tasks pre-training pays for itself.",
+                fig,
+            )
+        )
+
+
 def _figure_health(report: Report) -> None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -566,9 +726,17 @@ def build_report(
     gains = data_efficiency_gain(df, target_error, fits=fits, floor_artefacts=floor_artefacts(flags))
     evaluations = pd.DataFrame(columns=EVALUATION_COLUMNS) if evaluations is None else evaluations
     ev_points = evaluation_points(df, evaluations, points)
-    findings = build_findings(points, gains, flags, ev_points)
+    transfer = transfer_law(fits)
+    findings = build_findings(points, gains, flags, ev_points, transfer)
     health = df[list(HEALTH_COLUMNS)].copy()
     report = Report(points, fits, gains, health, flags, findings, probe_table(df), target_error, ev_points)
+    report.surfaces = fit_surface(df, n_boot=n_boot, seed=seed, points=points)
+    report.transfer, report.break_even = transfer, break_even(df, gains)
+    if {"flops_per_sample", "steps", "batch_size"} <= set(df.columns):
+        report.points = points.assign(train_flops=point_flops(df, points))
+        pre = df[(df["mode"] == "pretrain") & (df["status"] == "ok")]
+        flops = pre.assign(f=train_flops(pre)).groupby(["family", *SIZE_KEYS])["f"].mean()
+        report.pretrain_flops = {tuple(k): float(v) for k, v in flops.items()}
     if target_error is not None:
         report.notes.append(f"data-efficiency gain at the target error {target_error:g}")
     if not evaluations.empty and (missing := coverage(df, evaluations)) is not None:
@@ -578,6 +746,9 @@ def build_report(
         _figuresordered_shifts(report)
         _figure_size_trend(report)
         _figure_mixture(report)
+        _figure_surfaces(report)
+        _figure_transfer(report)
+        _figure_compute(report)
         _figure_strategies(report)
         _figure_resolution(report)
         _figure_bands(report)
@@ -647,7 +818,30 @@ def text_sections(report: Report) -> list[tuple[str, list[str], list[tuple[str, 
         ("What this sweep answers", answers, tables),
         ("Can these numbers be trusted?", trust, trust_tables),
         ("Data-efficiency gains", ["Verdicts: " + "; ".join(verdicts) + "."], [("Gains", gains)]),
+        ("Scaling laws across model sizes, and compute", *_laws_text(report)),
     ]
+
+
+def _laws_text(report: Report) -> tuple[list[str], list[tuple[str, pd.DataFrame]]]:
+    paragraphs = [
+        "Surface: err(N, P) = E + A P^-alpha + B N^-beta over every size at once (Huber loss on log error, "
+        "95% wild-bootstrap intervals; heldout_error: the median miss on the largest size of a fit to the "
+        f"smaller ones; at least {MIN_SIZES} sizes). Transfer law: D_T = k D_F^alpha P^beta, the effective data "
+        "transferred by pre-training, from the fitted curves of every size (intervals from their paired "
+        "replicates). Break-even: the downstream tasks after which pre-training plus fine-tuning costs fewer "
+        "training FLOPs than scratch training to the same target error (measured gains only)."
+    ]
+    tables = []
+    for name, table in (
+        ("Surfaces", report.surfaces),
+        ("Transfer law", report.transfer),
+        ("Break-even number of tasks", report.break_even),
+    ):
+        if not table.empty:
+            tables.append((name, table))
+    if not tables:
+        paragraphs.append("No law fitted: the sweep has too few model sizes or no fitted curves.")
+    return paragraphs, tables
 
 
 def _html_table(df: pd.DataFrame) -> str:

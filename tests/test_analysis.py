@@ -148,8 +148,9 @@ def test_report_figures_hold_the_tables_data():
     df = _sweep_table()
     report = build_report(df, n_boot=50)
     titles = [title for title, _, _ in report.figures]
-    # One family: error vs N by size, across shifts, size trend, health (no mixture figure).
-    assert len(titles) == 4 and titles[-1] == "Sweep health"
+    # One family: error vs N by size, across shifts, size trend, the transfer law (two sizes), health
+    # (no mixture figure, no surface with two sizes, no compute figure without FLOP counts).
+    assert len(titles) == 5 and titles[3] == "The transfer law" and titles[-1] == "Sweep health"
     points = report.points
     fig = report.figures[0][2]
     for trace in fig.data:
@@ -203,7 +204,7 @@ def test_report_writes_a_self_contained_html_file_and_a_summary(tmp_path):
     _sweep_table().to_parquet(sweep / "results" / "all.parquet")
     assert main([str(sweep), "--n-boot", "50"]) == 0
     page = (sweep / "report.html").read_text()
-    assert page.count("Plotly.newPlot") == 4 and "<script src=" not in page  # plotly.js inline, no CDN
+    assert page.count("Plotly.newPlot") == 5 and "<script src=" not in page  # plotly.js inline, no CDN
     assert "out of memory" in page and "non-finite training loss" in page
     summary = (sweep / "summary.md").read_text()
     assert "## Fits" in summary and "## Data-efficiency gains" in summary and "| finetune |" in summary

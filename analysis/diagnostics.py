@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from fno.vocabulary import FITTED_MODES
+from fno_analysis.forms import FORMS, PREDICTS, no_form_predicts
 from fno_analysis.points import CURVE_KEYS, POINT_KEYS, SIZE_KEYS, with_study_columns
 
 UNDERTRAINED_TAIL = 0.9  # "the last 10% of the budget" starts here
@@ -57,6 +58,7 @@ CHECKS = (
     "fine-tuning worse than zero-shot",
     "failed trials",
     "fit",
+    "no law predicts",
     "one data seed",
 )
 
@@ -251,6 +253,17 @@ def _fit_warnings(fits: pd.DataFrame) -> list[dict]:
     return [_flag("fit", [r[k] for k in CURVE_KEYS], "", r["warning"]) for _, r in fits.iterrows() if r.get("warning")]
 
 
+def _unpredictable(fits: pd.DataFrame) -> list[dict]:
+    """Curves whose largest N no form (pure, saturating, broken) predicts within 10%."""
+    flags = []
+    for _, row in fits.iterrows():
+        if no_form_predicts(row):
+            misses = ", ".join(f"{f} {row[f'heldout_{f}']:.0%}" for f in FORMS if np.isfinite(row[f"heldout_{f}"]))
+            message = f"no form predicts the largest N from the others within {PREDICTS:.0%} (misses: {misses})"
+            flags.append(_flag("no law predicts", [row[k] for k in CURVE_KEYS], str(int(row["n_max"])), message))
+    return flags
+
+
 def _one_data_seed(df: pd.DataFrame, fits: pd.DataFrame) -> list[dict]:
     if df["data_seed"].nunique() > 1 or fits.empty or not np.isfinite(fits["b"].astype(float)).any():
         return []
@@ -273,6 +286,7 @@ def diagnose(df: pd.DataFrame, points: pd.DataFrame, fits: pd.DataFrame) -> pd.D
         *_worse_than_zero_shot(points),
         *_failures(df),
         *_fit_warnings(fits),
+        *_unpredictable(fits),
         *_one_data_seed(df, fits),
     ]
     return pd.DataFrame(flags, columns=FLAG_COLUMNS)

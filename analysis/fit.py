@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from fno.vocabulary import FITTED_MODES
+from fno_analysis.forms import heldout_errors
 from fno_analysis.points import CURVE_KEYS, SIZE_KEYS, read_table, select_points
 
 B_MAX = 3.0  # largest exponent searched; a fit that ends there has not converged
@@ -492,7 +493,9 @@ def fit_curves(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, points: pd.Da
     n_max, the saturating fit (a, b, c and their 95% intervals a_lo .. c_hi,
     rms_log_residual, r2_log, extrapolation_error: the relative miss at the largest N of
     a fit without it), the pure power law (a_pow, b_pow, b_pow_lo, b_pow_hi,
-    rms_log_residual_pow), ``warning`` (what makes the fit doubtful; empty if nothing),
+    rms_log_residual_pow), heldout_pure, heldout_saturating, heldout_broken and
+    best_form (``fno_analysis.forms``: each form's miss predicting the largest N from the
+    others, Huber fits), ``warning`` (what makes the fit doubtful; empty if nothing),
     ``notes`` (how the intervals were made) and ``boot`` (the (n_boot, 3) replicates of
     a, b, c, for ``fno_analysis.gains``). ``points``: ``select_points(df)`` if already computed.
     """
@@ -506,7 +509,7 @@ def fit_curves(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, points: pd.Da
         selection = list(curve["selection"]) if "selection" in curve else None
         n, err = curve["n_train"].to_numpy(), curve["test_rel_l2"].to_numpy()
         fit = fit_curve(n, err, n_boot, cell_seed(named, seed), selection=selection)
-        rows.append({**named, "n_params": int(curve["n_params"].max()), **fit})
+        rows.append({**named, "n_params": int(curve["n_params"].max()), **fit, **heldout_errors(n, err)})
     columns = [*CURVE_KEYS, "n_params", "n_points", "n_min", "n_max"]
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=[*columns, "a", "b", "c", "warning", "notes", "boot"])
 

@@ -49,7 +49,7 @@ from fno_analysis.points import SIZE_KEYS, with_study_columns
 
 HUBER_DELTA = 0.1  # Huber's delta on log error: a 10% miss
 START_EXPONENTS = (0.1, 0.4, 1.0)  # starting alpha and beta of the surface fit (all pairs) ...
-SCREENED = 3  # ... of which the fit starts from those with the lowest loss
+SCREENED = 2  # ... of which the fit starts from those with the lowest loss
 MIN_SIZES = 3  # a surface needs this many model sizes
 SURFACE_KEYS = ["family", "shift", "pretrain_family", "mode", "finetune_strategy"]
 SURFACE_PARAMS = ("E", "A", "alpha", "B", "beta")
@@ -187,7 +187,7 @@ def fit_surface_points(n, p, err, n_boot: int = 200, seed: int = 0) -> dict[str,
     # Held out: the largest size predicted from the smaller ones.
     small = p < sizes[-1]
     if len(np.unique(p[small])) >= MIN_SIZES - 1:
-        xs, _ = _fit_one(log_n[small], log_p[small], log_y[small], _starts(n[small], p[small], y[small]))
+        xs, _ = _fit_one(log_n[small], log_p[small], log_y[small], [x, *_starts(n[small], p[small], y[small])])
         predicted = surface(n[~small], p[~small], _from_log(xs))
         out["heldout_error"] = float(np.median(np.abs(predicted / y[~small] - 1)))
     return out

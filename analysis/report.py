@@ -42,6 +42,7 @@ from fno_analysis.evaluations import (
 )
 from fno_analysis.findings import Findings, build_findings, mode_label
 from fno_analysis.fit import add_fit_arguments, fit_curves, saturating
+from fno_analysis.forms import FORMS
 from fno_analysis.gains import GAIN_VERDICTS, data_efficiency_gain
 from fno_analysis.laws import (
     MIN_SIZES,
@@ -890,14 +891,16 @@ def write_summary(report: Report, path: Path, title: str) -> None:
     zero = report.points[report.points["mode"] == "zeroshot"].sort_values(["family", "shift", "n_params"])
     health = report.health.groupby(["stage", "mode", "status"]).size().reset_index(name="trials")
     fit_cols = [*CURVE_KEYS, "n_params", "n_points", "a", "b", "b_lo", "b_hi", "c", "c_lo", "c_hi"]
-    fit_cols += ["rms_log_residual", "extrapolation_error", "b_pow", "warning"]
+    fit_cols += ["rms_log_residual", "extrapolation_error", "b_pow"]
+    fit_cols += [f"heldout_{f}" for f in FORMS] + ["best_form", "warning"]
     sections = [f"# {title}", *(f"- {n}" for n in report.notes)]
     for heading, paragraphs, tables in text_sections(report):
         sections += [f"## {heading}", *paragraphs]
         for name, table in tables:
             sections += [f"### {name}", _markdown_table(table)]
     sections += [
-        "## Fits: err(N) = a N^-b + c (95% bootstrap-t intervals), and the pure power law's b_pow",
+        "## Fits: err(N) = a N^-b + c (95% bootstrap-t intervals), the pure power law's b_pow, and each "
+        "form's miss predicting the largest N from the others (best_form predicts best)",
         _markdown_table(fits, fit_cols) if not fits.empty else "no curves to fit",
         "## Zero-shot test error",
         _markdown_table(zero, ["family", "shift", "pretrain_family", *SIZE_KEYS, "n_params", "test_rel_l2"]),

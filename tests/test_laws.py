@@ -98,3 +98,38 @@ def test_the_report_shows_the_laws_and_judges_claim_2_by_the_transfer_exponent()
     for trace in surface_fig.data:
         if trace.meta["kind"] == "surface" and trace.meta["mode"] == "scratch":
             assert np.allclose(trace.y, surface(np.asarray(trace.x), trace.meta["n_params"], params))
+
+
+@pytest.mark.parametrize(
+    "form,curve",
+    [
+        ("pure", lambda n: 2 * n**-0.5),
+        ("saturating", lambda n: 2 * n**-0.5 + 0.01),
+        ("broken", lambda n: 2 * n**-0.2 * (1 + n / 200) ** -0.6),
+    ],
+)
+def test_the_form_a_curve_was_drawn_from_predicts_its_largest_n(form, curve):
+    from fno_analysis.forms import heldout_errors
+
+    n = 2.0 ** np.arange(3, 14)
+    out = heldout_errors(n, curve(n))
+    assert out[f"heldout_{form}"] < 1e-3
+    assert out["best_form"] == form or out[f"heldout_{out['best_form']}"] < 1e-3  # pure is saturating with c = 0
+
+
+def test_a_curve_no_form_predicts_is_flagged():
+    from fno_analysis.diagnostics import diagnose
+    from fno_analysis.forms import heldout_errors
+    from fno_analysis.points import select_points
+
+    n = 2.0 ** np.arange(3, 9)
+    bent = 2 * n**-0.5
+    bent[-1] *= 3  # the largest N jumps up: nothing fitted to the others predicts it
+    assert min(v for k, v in heldout_errors(n, bent).items() if k.startswith("heldout_")) > 0.1
+    assert heldout_errors(n[:3], bent[:3])["best_form"] is None  # too few points for any form
+    df = law_table(Truth(), SIZES[:1], n.astype(int), seeds=1, noise=0.0)
+    df.loc[(df["mode"] == "scratch") & (df["n_train"] == n[-1]), "test_rel_l2"] *= 3
+    points = select_points(df)
+    flags = diagnose(df, points, fit_module.fit_curves(df, n_boot=20, points=points))
+    flagged = flags[flags["check"] == "no law predicts"]
+    assert list(flagged["mode"]) == ["scratch"] and "within 10%" in flagged["message"].iloc[0]

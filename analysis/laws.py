@@ -149,6 +149,24 @@ def _starts(n: np.ndarray, p: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+NEGLIGIBLE = 0.01  # a term below this share of the surface at every point is not identified
+
+
+def _unidentified(x: np.ndarray, log_n: np.ndarray, log_p: np.ndarray) -> dict[str, str]:
+    """Parameters the data do not determine, with why: a term that is a negligible share
+    of the surface at every point (its scale and exponent), an exponent at its bound."""
+    terms = _terms(x, log_n, log_p)
+    share = np.exp(terms - np.logaddexp.reduce(terms, axis=0)).max(axis=1)  # (3,): each term's largest share
+    out = {}
+    for names, largest in ((("E",), share[0]), (("A", "alpha"), share[1]), (("B", "beta"), share[2])):
+        if largest < NEGLIGIBLE:
+            out.update(dict.fromkeys(names, f"(its term is under {NEGLIGIBLE:.0%} of the error everywhere)"))
+    for name, i in (("alpha", 2), ("beta", 4)):
+        if name not in out and (x[i] <= BOUNDS[0][i] + 1e-6 or x[i] >= BOUNDS[1][i] - 1e-6):
+            out[name] = f"(at its bound {x[i]:g})"
+    return out
+
+
 def fit_surface_points(n, p, err, n_boot: int = 200, seed: int = 0) -> dict[str, float | int | str]:
     """Fit err(N, P) to points (n, p, err); see the module docstring.
 
@@ -182,8 +200,12 @@ def fit_surface_points(n, p, err, n_boot: int = 200, seed: int = 0) -> dict[str,
     draws = np.concatenate([np.exp(xb[:, [0, 1]]), xb[:, [2]], np.exp(xb[:, [3]]), xb[:, [4]]], axis=1)
     q = (1 - CONFIDENCE) / 2
     lo, hi = np.quantile(draws, [q, 1 - q], axis=0)
+    unidentified = _unidentified(x, log_n, log_p)
     for i, name in enumerate(SURFACE_PARAMS):
-        out[f"{name}_lo"], out[f"{name}_hi"] = float(lo[i]), float(hi[i])
+        if name not in unidentified:
+            out[f"{name}_lo"], out[f"{name}_hi"] = float(lo[i]), float(hi[i])
+    if unidentified:
+        out["note"] = "not identified (no interval): " + "; ".join(f"{k} {v}" for k, v in unidentified.items())
     # Held out: the largest size predicted from the smaller ones.
     small = p < sizes[-1]
     if len(np.unique(p[small])) >= MIN_SIZES - 1:

@@ -674,6 +674,35 @@ def _figure_compute(report: Report) -> None:
         )
 
 
+def _figure_break_even(report: Report) -> None:
+    import plotly.graph_objects as go
+
+    table = report.break_even
+    if table.empty:
+        return
+    fig = go.Figure()
+    for (family, shift, source), rows in table.groupby(["family", "shift", "pretrain_family"], sort=True):
+        rows = rows.sort_values("n_params")
+        name = f"{family}, {shift}, from {source}"
+        fig.add_trace(
+            go.Scatter(x=rows["n_params"], y=rows["break_even_tasks"].replace(np.inf, np.nan), mode="lines+markers",
+                       name=name, meta={"family": family, "shift": shift, "pretrain_family": source,
+                                        "kind": "break_even"})
+        )  # fmt: skip
+    fig.update_xaxes(type="log", title_text="parameters")
+    fig.update_yaxes(type="log", title_text="downstream tasks to break even")
+    fig.update_layout(title="When pre-training pays for itself (training FLOPs)", height=420)
+    report.figures.append(
+        (
+            "Break-even number of downstream tasks",
+            "Tasks after which pre-training once plus fine-tuning each task costs fewer training FLOPs than "
+            "training each from scratch to the same target error (measured gains only; missing: fine-tuning "
+            "saves nothing there).",
+            fig,
+        )
+    )
+
+
 def _figure_health(report: Report) -> None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -750,6 +779,7 @@ def build_report(
         _figure_surfaces(report)
         _figure_transfer(report)
         _figure_compute(report)
+        _figure_break_even(report)
         _figure_strategies(report)
         _figure_resolution(report)
         _figure_bands(report)
@@ -832,11 +862,13 @@ def _laws_text(report: Report) -> tuple[list[str], list[tuple[str, pd.DataFrame]
         "replicates). Break-even: the downstream tasks after which pre-training plus fine-tuning costs fewer "
         "training FLOPs than scratch training to the same target error (measured gains only)."
     ]
+    forms = report.fits.reindex(columns=[*CURVE_KEYS, *(f"heldout_{f}" for f in FORMS), "best_form"])
     tables = []
     for name, table in (
         ("Surfaces", report.surfaces),
         ("Transfer law", report.transfer),
         ("Break-even number of tasks", report.break_even),
+        ("Which learning-curve form predicts the largest N (relative miss of a fit to the others)", forms),
     ):
         if not table.empty:
             tables.append((name, table))

@@ -86,7 +86,8 @@ def test_the_report_shows_the_laws_and_judges_claim_2_by_the_transfer_exponent()
     df = law_table(Truth(), SIZES, N_VALUES, seeds=3, noise=0.03, rng=np.random.default_rng(4))
     report = build_report(df, n_boot=50)
     titles = [t for t, _, _ in report.figures]
-    for wanted in ("Scaling surface over model size and data", "The transfer law", "Error vs training compute"):
+    wanted_titles = ("Scaling surface over model size and data", "The transfer law", "Error vs training compute")
+    for wanted in (*wanted_titles, "Break-even number of downstream tasks"):
         assert any(t.startswith(wanted) for t in titles), wanted
     claim = report.findings.claims.set_index("claim").loc[2]
     assert "transfer law's beta" in claim["statement"] and claim["verdict"] == "supports"

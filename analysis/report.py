@@ -229,6 +229,15 @@ def _panel_figure(panels, titles, height=420):
     return fig
 
 
+def _add_shift_figure(report: Report, panels, shifts, title: str, heading: str, caption: str, **xaxes) -> None:
+    """A row of panels, one per shift, added to the report (``xaxes``: plotly axis updates)."""
+    fig = _panel_figure(panels, [f"shift '{s}'" for s in shifts])
+    if xaxes:
+        fig.update_xaxes(**xaxes)
+    fig.update_layout(title=title)
+    report.figures.append((heading, caption, fig))
+
+
 def _pretrain_sets(points, family) -> list[str]:
     sources = points.loc[(points["family"] == family) & (points["mode"] != "scratch"), "pretrain_family"].unique()
     return sorted(sources, key=lambda s: (s == "mixture", s))
@@ -264,15 +273,14 @@ def _figuresordered_shifts(report: Report) -> None:
         size = _sizes(here)[-1]
         sources = _pretrain_sets(points, family)
         panels = [_curve_traces(points, fits, family, s, size, sources, i == 0) for i, s in enumerate(shifts)]
-        fig = _panel_figure(panels, [f"shift '{s}'" for s in shifts])
-        fig.update_layout(title=f"{family}: test error vs N across shifts, {size_label(*size)}")
-        report.figures.append(
-            (
-                f"Test error vs N across physics shifts ({family}, {size_label(*size)})",
-                "Each panel is one downstream parameter range, from in-distribution ('none') to the largest shift. "
-                "Zero-shot error grows with the shift; fine-tuning recovers most of it with few examples.",
-                fig,
-            )
+        _add_shift_figure(
+            report,
+            panels,
+            shifts,
+            f"{family}: test error vs N across shifts, {size_label(*size)}",
+            f"Test error vs N across physics shifts ({family}, {size_label(*size)})",
+            "Each panel is one downstream parameter range, from in-distribution ('none') to the largest shift. "
+            "Zero-shot error grows with the shift; fine-tuning recovers most of it with few examples.",
         )
 
 
@@ -383,15 +391,14 @@ def _figure_mixture(report: Report) -> None:
         panels = [
             _curve_traces(points, fits, family, s, size, [family, "mixture"], i == 0) for i, s in enumerate(shifts)
         ]
-        fig = _panel_figure(panels, [f"shift '{s}'" for s in shifts])
-        fig.update_layout(title=f"{family}: pre-trained on {family} alone vs on the mixture, {size_label(*size)}")
-        report.figures.append(
-            (
-                f"Mixed vs single-family pre-training ({family}, {size_label(*size)})",
-                f"Fine-tuning (and zero-shot) from a model pre-trained on {family} alone (circles, dashed) and on "
-                "the mixture of all families (diamonds, dotted), against scratch training.",
-                fig,
-            )
+        _add_shift_figure(
+            report,
+            panels,
+            shifts,
+            f"{family}: pre-trained on {family} alone vs on the mixture, {size_label(*size)}",
+            f"Mixed vs single-family pre-training ({family}, {size_label(*size)})",
+            f"Fine-tuning (and zero-shot) from a model pre-trained on {family} alone (circles, dashed) and on "
+            "the mixture of all families (diamonds, dotted), against scratch training.",
         )
 
 
@@ -418,17 +425,16 @@ def _figure_strategies(report: Report) -> None:
             _curve_traces(points, fits, family, s, size, sources, i == 0, strategies=strategies)
             for i, s in enumerate(shifts)
         ]
-        fig = _panel_figure(panels, [f"shift '{s}'" for s in shifts])
-        fig.update_layout(title=f"{family}: fine-tuning strategies, {size_label(*size)}")
-        report.figures.append(
-            (
-                f"Fine-tuning strategies ({family}, {size_label(*size)}, pre-trained on {', '.join(sources)})",
-                "Test error vs N of each fine-tuning strategy (full: every weight; head: the projection only; "
-                "lift-head: lifting and projection; frozen-spectral: everything but the spectral weights) beside "
-                "scratch training and the zero-shot error. Each strategy's learning rate is chosen by validation "
-                "at each N, as for the other curves.",
-                fig,
-            )
+        _add_shift_figure(
+            report,
+            panels,
+            shifts,
+            f"{family}: fine-tuning strategies, {size_label(*size)}",
+            f"Fine-tuning strategies ({family}, {size_label(*size)}, pre-trained on {', '.join(sources)})",
+            "Test error vs N of each fine-tuning strategy (full: every weight; head: the projection only; "
+            "lift-head: lifting and projection; frozen-spectral: everything but the spectral weights) beside "
+            "scratch training and the zero-shot error. Each strategy's learning rate is chosen by validation "
+            "at each N, as for the other curves.",
         )
 
 
@@ -469,18 +475,18 @@ def _figure_resolution(report: Report) -> None:
                     )
                 )  # fmt: skip
             panels.append(traces)
-        fig = _panel_figure(panels, [f"shift '{s}'" for s in shifts])
-        fig.update_xaxes(type="linear", title_text="test grid points per axis")
         train = int(here["train_resolution"].iloc[0])
-        fig.update_layout(title=f"{family}: error vs test resolution (trained at {train}), {size_label(*size)}")
-        report.figures.append(
-            (
-                f"Resolution transfer ({family}, {size_label(*size)})",
-                f"Every model trained at {train} x {train} points tested on the same test samples on each test grid; "
-                "each curve at its largest N (zero-shot: the pre-trained model). Error bars: 95% t intervals over "
-                "seeds. A flat line means the operator transfers across grids.",
-                fig,
-            )
+        _add_shift_figure(
+            report,
+            panels,
+            shifts,
+            f"{family}: error vs test resolution (trained at {train}), {size_label(*size)}",
+            f"Resolution transfer ({family}, {size_label(*size)})",
+            f"Every model trained at {train} x {train} points tested on the same test samples on each test grid; "
+            "each curve at its largest N (zero-shot: the pre-trained model). Error bars: 95% t intervals over "
+            "seeds. A flat line means the operator transfers across grids.",
+            type="linear",
+            title_text="test grid points per axis",
         )
 
 
@@ -660,17 +666,16 @@ def _figure_compute(report: Report) -> None:
                     )
                 )  # fmt: skip
             panels.append(traces)
-        fig = _panel_figure(panels, [f"shift '{s}'" for s in shifts])
-        fig.update_xaxes(title_text="training FLOPs")
-        fig.update_layout(title=f"{family}: test error vs training compute, {size_label(*size)}")
-        report.figures.append(
-            (
-                f"Error vs training compute ({family}, {size_label(*size)})",
-                "Each point is a downstream N; its cost is 3 x forward FLOPs per sample x steps x batch. Dotted: "
-                "fine-tuning plus the whole pre-training (one task pays for it); the break-even table says after "
-                "how many tasks pre-training pays for itself.",
-                fig,
-            )
+        _add_shift_figure(
+            report,
+            panels,
+            shifts,
+            f"{family}: test error vs training compute, {size_label(*size)}",
+            f"Error vs training compute ({family}, {size_label(*size)})",
+            "Each point is a downstream N; its cost is 3 x forward FLOPs per sample x steps x batch. Dotted: "
+            "fine-tuning plus the whole pre-training (one task pays for it); the break-even table says after "
+            "how many tasks pre-training pays for itself.",
+            title_text="training FLOPs",
         )
 
 

@@ -15,7 +15,10 @@ Conventions
   Levenberg-Marquardt steps, each from the estimate and from the best starts (from
   the estimate alone they stay in its basin, and alpha's interval covered 75%).
   ``heldout_error`` is the median relative miss on the largest size's points of a fit
-  to the smaller sizes. At least MIN_SIZES sizes.
+  to the smaller sizes. At least MIN_SIZES sizes. A parameter the data do not
+  determine (its term under 1% of the error at every point, or an exponent at its
+  bound) gets no interval, and the note says which and why: with few sizes, E and the
+  P term trade off.
 - **Transfer law** (Hernandez et al. 2021): the effective data transferred by
   pre-training, D_T = D_E - D_F, where D_E is the number of scratch examples that
   reach the error fine-tuning reaches with D_F examples, read from the two fitted

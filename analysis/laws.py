@@ -12,7 +12,7 @@ Conventions
   lowest loss, and the best end wins). Its 95% intervals are percentiles of a wild
   bootstrap (Rademacher signs on the log residuals, each divided by
   sqrt(1 - leverage)); all replicates are refitted at once by Huber-reweighted
-  Levenberg-Marquardt steps, each from the estimate and from the best starts (from
+  Levenberg-Marquardt steps, each from the estimate and from the best start (from
   the estimate alone they stay in its basin, and alpha's interval covered 75%).
   ``heldout_error`` is the median relative miss on the largest size's points of a fit
   to the smaller sizes. At least MIN_SIZES sizes. A parameter the data do not
@@ -155,8 +155,11 @@ def _refit_batch(starts: np.ndarray, log_n, log_p, log_y: np.ndarray, iterations
         trial = np.clip(xb + step, *BOUNDS)
         trial_loss = _huber(_residuals(trial, log_n, log_p, y))
         better = trial_loss < loss
+        gain = np.where(better, loss - trial_loss, 0.0)
         xb[better], loss[better] = trial[better], trial_loss[better]
         damping = np.where(better, damping / 3, damping * 4)
+        if np.all(gain <= 1e-6 * (loss + 1e-12)):  # every replicate has converged (or cannot move)
+            break
     best = loss.reshape(k, s).argmin(axis=1)
     return xb.reshape(k, s, 5)[np.arange(k), best]
 
@@ -220,9 +223,9 @@ def fit_surface_points(n, p, err, n_boot: int = 200, seed: int = 0) -> dict[str,
     residuals = residuals / np.sqrt(np.clip(1 - leverage, 0.05, 1))  # fitted residuals are too small
     rng = np.random.default_rng(seed)
     signs = rng.choice([-1.0, 1.0], size=(n_boot, len(y)))
-    # Each replicate from the estimate and the grid's SCREENED best starts: from the
+    # Each replicate from the estimate and from the grid's best start: from the
     # estimate alone, replicates stay in its basin and alpha's interval under-covers.
-    starts = np.array([x, *_screened(_starts(n, p, y), log_n, log_p, log_y)])
+    starts = np.array([x, _screened(_starts(n, p, y), log_n, log_p, log_y)[0]])
     xb = _refit_batch(starts, log_n, log_p, fitted - signs * residuals)  # (n_boot, 5), log scales
     draws = np.concatenate([np.exp(xb[:, [0, 1]]), xb[:, [2]], np.exp(xb[:, [3]]), xb[:, [4]]], axis=1)
     q = (1 - CONFIDENCE) / 2

@@ -26,7 +26,8 @@ Conventions
   over D_F on a grid inside the fine-tune curve's measured N and every size, keeping
   only grid points whose D_E lies inside the scratch curve's measured N (no
   extrapolation) and D_T > 0. Intervals: the same fit on every paired bootstrap
-  replicate of the curve fits (``fno_analysis.fit``), 2.5-97.5% percentiles. beta > 0
+  replicate of the curve fits (``fno_analysis.fit``), 2.5-97.5% percentiles, given only
+  with at least MIN_SIZES sizes and MIN_USABLE of the replicates fittable. beta > 0
   is the paper's second claim, "the gain grows with model size", as one exponent.
 - **Compute**: a trial's training FLOPs are 3 x (forward FLOPs per sample) x steps x
   batch (forward and backward; evaluation left out). Pre-training is paid once; each
@@ -58,6 +59,7 @@ SURFACE_KEYS = ["family", "shift", "pretrain_family", "mode", "finetune_strategy
 SURFACE_PARAMS = ("E", "A", "alpha", "B", "beta")
 TRANSFER_KEYS = ["family", "shift", "pretrain_family"]
 TRANSFER_GRID = 12  # D_F values per size, geometric over the fine-tune curve's measured N
+MIN_USABLE = 0.8  # the share of bootstrap replicates the law must fit for an interval
 
 
 def surface(n, p, params) -> np.ndarray:
@@ -358,14 +360,19 @@ def transfer_law(table: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> pd.Da
         row.update(k=math.exp(theta[0]), alpha=float(theta[1]), beta=float(theta[2]))
         thetas = np.array([_log_linear_fit(log_df, log_p, replicate) for replicate in log_dt_boot])
         thetas = thetas[np.isfinite(thetas).all(axis=1)]
-        if len(thetas) >= 20:
+        usable = len(thetas) / max(k, 1)
+        if row["n_sizes"] < MIN_SIZES or usable < MIN_USABLE:
+            # Too little support for an interval (and so for a verdict): say why.
+            row["note"] = (
+                f"estimate only, no interval: {row['n_sizes']} sizes (needs {MIN_SIZES}) and {usable:.0%} of the "
+                f"replicates fittable (needs {MIN_USABLE:.0%}); the curves overlap too little in error"
+            )
+        else:
             lo, hi = np.quantile(thetas, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2], axis=0)
             row.update(k_lo=math.exp(lo[0]), k_hi=math.exp(hi[0]), alpha_lo=lo[1], alpha_hi=hi[1])
             row.update(beta_lo=lo[2], beta_hi=hi[2])
             if len(thetas) < k:
                 row["note"] = f"{k - len(thetas)} of {k} replicates too short to fit"
-        else:
-            row["note"] = "too few usable bootstrap replicates for intervals"
         rows.append(row)
     return pd.DataFrame(rows, columns=[*TRANSFER_KEYS, *params, "n_sizes", "n_samples", "d_f_min", "d_f_max", "note"])
 

@@ -59,6 +59,7 @@ CHECKS = (
     "failed trials",
     "fit",
     "no law predicts",
+    "seeds without spread",
     "one data seed",
 )
 
@@ -264,6 +265,20 @@ def _unpredictable(fits: pd.DataFrame) -> list[dict]:
     return flags
 
 
+def _seeds_without_spread(points: pd.DataFrame) -> list[dict]:
+    """Points whose seeds all gave the same test error: the seed changes nothing there."""
+    trained = points[points["mode"].isin(FITTED_MODES) & (points["n_seeds"] >= 2)]
+    same = trained[[np.ptp(np.asarray(e, dtype=float)) == 0 for e in trained["seed_errors"]]]
+    return _per_curve(
+        same,
+        "seeds without spread",
+        lambda group: (
+            "every seed gave the same test error: with N <= the batch size each step sees the whole set in any "
+            "order, so a fine-tune's seed changes nothing; these points have no interval, and data_seeds give them one"
+        ),
+    )
+
+
 def _one_data_seed(df: pd.DataFrame, fits: pd.DataFrame) -> list[dict]:
     if df["data_seed"].nunique() > 1 or fits.empty or not np.isfinite(fits["b"].astype(float)).any():
         return []
@@ -287,6 +302,7 @@ def diagnose(df: pd.DataFrame, points: pd.DataFrame, fits: pd.DataFrame) -> pd.D
         *_failures(df),
         *_fit_warnings(fits),
         *_unpredictable(fits),
+        *_seeds_without_spread(points),
         *_one_data_seed(df, fits),
     ]
     return pd.DataFrame(flags, columns=FLAG_COLUMNS)

@@ -32,6 +32,7 @@ from fno_analysis.fit import mean_interval
 from fno_analysis.points import SIZE_KEYS, ordered_shifts
 
 ORDERS = 10.0  # "orders of magnitude fewer examples": at least this gain
+NO_INTERVAL = "no interval (one seed, or the seeds gave identical errors)"
 SUPPORTS, CONTRADICTS, UNDECIDED = "supports", "contradicts", "not decided by this sweep"
 
 
@@ -89,7 +90,7 @@ def smallest_n_comparison(points: pd.DataFrame) -> pd.DataFrame:
                     "scratch": s_mean,
                     "scratch_ci": _fmt(s_mean, s_lo, s_hi),
                     "ratio": s_mean / f_mean,
-                    "decided": {True: "fine-tune lower", None: "one seed: no interval"}.get(
+                    "decided": {True: "fine-tune lower", None: NO_INTERVAL}.get(
                         below, "fine-tune higher" if _disjoint(s_lo, s_hi, f_lo, f_hi) else "intervals overlap"
                     ),
                 }
@@ -230,7 +231,8 @@ def strategy_comparison(points: pd.DataFrame) -> pd.DataFrame:
     fine-tuning strategy's error and scratch's, with 95% t intervals, and the winner.
 
     ``decided`` says whether the winner's interval lies below every other strategy's
-    (and scratch's); with one seed no interval, so nothing is decided.
+    (and scratch's); without intervals (one seed, or seeds that do not change the result)
+    nothing is decided.
     """
     ft = points[points["mode"] == "finetune"]
     scratch = points[points["mode"] == "scratch"].set_index(["family", "shift", *SIZE_KEYS, "n_train"])
@@ -257,11 +259,7 @@ def strategy_comparison(points: pd.DataFrame) -> pd.DataFrame:
             below = [_disjoint(intervals[best][1], intervals[best][2], v[1], v[2]) for v in others]
             row["best"] = best
             row["decided"] = (
-                "one seed: no interval"
-                if None in below
-                else "best below all others"
-                if all(below)
-                else "intervals overlap"
+                NO_INTERVAL if None in below else "best below all others" if all(below) else "intervals overlap"
             )
             rows.append(row)
     return pd.DataFrame(rows)

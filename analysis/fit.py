@@ -214,10 +214,14 @@ def t975(dof: int) -> float:
 
 
 def mean_interval(errors) -> tuple[float, float, float]:
-    """(mean, lo, hi) of a point's seed errors: a t interval; lo = hi = nan with one seed."""
+    """(mean, lo, hi) of a point's seed errors: a t interval; lo = hi = nan with one seed,
+    or where the seeds all gave the same error (a seed that changes nothing, as in
+    fine-tuning with N <= batch size, where every step sees the whole set in any
+    order, says nothing about the error's spread: a zero-width interval would claim
+    certainty the sweep does not have)."""
     values = np.asarray(errors, dtype=float)
     mean = float(values.mean())
-    if values.size < 2:
+    if values.size < 2 or np.ptp(values) == 0:
         return mean, math.nan, math.nan
     df = values.size - 1
     half = t975(df) * values.std(ddof=1) / math.sqrt(values.size)

@@ -190,3 +190,25 @@ def test_seed_aware_intervals_cover_the_true_exponent():
 def test_seed_errors_must_match_the_points():
     with pytest.raises(ValueError, match="one entry per point"):
         fit_curve([8, 16, 32, 64], [0.4, 0.3, 0.2, 0.1], seed_errors=[[0.4], [0.3]])
+
+
+def test_seeds_that_change_nothing_give_no_interval_and_a_flag():
+    from fno_analysis.findings import NO_INTERVAL, smallest_n_comparison
+    from fno_analysis.fit import mean_interval
+
+    assert np.isnan(mean_interval([0.2, 0.2, 0.2])[1]) and not np.isnan(mean_interval([0.2, 0.21, 0.2])[1])
+    rows = []
+    for n in (8, 16, 32, 64):
+        for seed in range(3):
+            scratch = 1.0 * n**-0.5 * (1 + 0.02 * seed)
+            rows.append(result_row("scratch", 8, n, 1e-3, seed, scratch, scratch * 1.1))
+            # Fine-tuning at N <= 16 (the batch): every seed trains alike.
+            finetune = 0.1 * n**-0.5 * (1 if n <= 16 else 1 + 0.02 * seed)
+            rows.append(result_row("finetune", 8, n, 1e-3, seed, finetune, finetune * 1.1))
+    df = pd.DataFrame(rows)
+    points = select_points(df)
+    small = smallest_n_comparison(points).iloc[0]
+    assert small["decided"] == NO_INTERVAL and "[" not in small["finetune_ci"]
+    flags = diagnose(df, points, fit_curves(df, n_boot=20, points=points))
+    flagged = flags[flags["check"] == "seeds without spread"]
+    assert list(flagged["mode"]) == ["finetune"] and list(flagged["n_train"]) == ["8, 16"]

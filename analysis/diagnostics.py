@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from fno.vocabulary import FITTED_MODES
+from fno_analysis.fit import has_spread
 from fno_analysis.forms import FORMS, PREDICTS, no_form_predicts
 from fno_analysis.points import CURVE_KEYS, POINT_KEYS, SIZE_KEYS, with_study_columns
 
@@ -268,7 +269,7 @@ def _unpredictable(fits: pd.DataFrame) -> list[dict]:
 def _seeds_without_spread(points: pd.DataFrame) -> list[dict]:
     """Points whose seeds all gave the same test error: the seed changes nothing there."""
     trained = points[points["mode"].isin(FITTED_MODES) & (points["n_seeds"] >= 2)]
-    same = trained[[np.ptp(np.asarray(e, dtype=float)) == 0 for e in trained["seed_errors"]]]
+    same = trained[[not has_spread(e) for e in trained["seed_errors"]]]
     return _per_curve(
         same,
         "seeds without spread",

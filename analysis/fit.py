@@ -213,15 +213,25 @@ def t975(dof: int) -> float:
     return T975[dof - 1] if dof <= len(T975) else Z975
 
 
+SAME_RTOL = 1e-5  # seed errors closer than this (relative) are the same result up to float round-off
+
+
+def has_spread(errors) -> bool:
+    """Whether seed errors differ by more than float32 round-off (SAME_RTOL relative):
+    fine-tunes whose steps see the whole set in another order agree to about 1e-6."""
+    values = np.asarray(errors, dtype=float)
+    return bool(np.ptp(values) > SAME_RTOL * np.abs(values).mean())
+
+
 def mean_interval(errors) -> tuple[float, float, float]:
     """(mean, lo, hi) of a point's seed errors: a t interval; lo = hi = nan with one seed,
-    or where the seeds all gave the same error (a seed that changes nothing, as in
+    or where the seeds all gave the same error up to round-off (a seed that changes nothing, as in
     fine-tuning with N <= batch size, where every step sees the whole set in any
     order, says nothing about the error's spread: a zero-width interval would claim
     certainty the sweep does not have)."""
     values = np.asarray(errors, dtype=float)
     mean = float(values.mean())
-    if values.size < 2 or np.ptp(values) == 0:
+    if values.size < 2 or not has_spread(values):
         return mean, math.nan, math.nan
     df = values.size - 1
     half = t975(df) * values.std(ddof=1) / math.sqrt(values.size)

@@ -269,7 +269,7 @@ def _unpredictable(fits: pd.DataFrame) -> list[dict]:
 def _seeds_without_spread(points: pd.DataFrame) -> list[dict]:
     """Points whose seeds all gave the same test error: the seed changes nothing there."""
     trained = points[points["mode"].isin(FITTED_MODES) & (points["n_seeds"] >= 2)]
-    same = trained[[not has_spread(e) for e in trained["seed_errors"]]]
+    same = trained.loc[np.array([not has_spread(e) for e in trained["seed_errors"]], dtype=bool)]
     return _per_curve(
         same,
         "seeds without spread",

@@ -146,21 +146,24 @@ def _refit_batch(starts: np.ndarray, log_n, log_p, log_y: np.ndarray, iterations
     xb = np.tile(starts, (k, 1))
     loss = _huber(_residuals(xb, log_n, log_p, y))
     damping = np.full(len(xb), 1e-3)
+    active = np.arange(len(xb))  # the fits still moving; converged ones drop out
     for _ in range(iterations):
-        r = _residuals(xb, log_n, log_p, y)
-        jac = _jacobian(xb, log_n, log_p)  # (k s, m, 5)
+        x, ya, lam = xb[active], y[active], damping[active]
+        r = _residuals(x, log_n, log_p, ya)
+        jac = _jacobian(x, log_n, log_p)  # (a, m, 5)
         jw = jac * np.minimum(1.0, HUBER_DELTA / np.maximum(np.abs(r), 1e-12))[..., None]  # Huber's weights
-        normal = jw.transpose(0, 2, 1) @ jac  # (k s, 5, 5)
+        normal = jw.transpose(0, 2, 1) @ jac  # (a, 5, 5)
         scale = np.einsum("kii->ki", normal)[..., None] * np.eye(5)  # Marquardt's diagonal scaling
-        step = np.linalg.solve(normal + damping[:, None, None] * (scale + 1e-12 * np.eye(5)),
+        step = np.linalg.solve(normal + lam[:, None, None] * (scale + 1e-12 * np.eye(5)),
                                -(jw.transpose(0, 2, 1) @ r[..., None]))[..., 0]  # fmt: skip
-        trial = np.clip(xb + step, *BOUNDS)
-        trial_loss = _huber(_residuals(trial, log_n, log_p, y))
-        better = trial_loss < loss
-        gain = np.where(better, loss - trial_loss, 0.0)
-        xb[better], loss[better] = trial[better], trial_loss[better]
-        damping = np.where(better, damping / 3, damping * 4)
-        if np.all(gain <= 1e-6 * (loss + 1e-12)):  # every replicate has converged (or cannot move)
+        trial = np.clip(x + step, *BOUNDS)
+        trial_loss = _huber(_residuals(trial, log_n, log_p, ya))
+        better = trial_loss < loss[active]
+        converged = better & (loss[active] - trial_loss <= 1e-6 * trial_loss)
+        xb[active[better]], loss[active[better]] = trial[better], trial_loss[better]
+        damping[active] = np.where(better, lam / 3, lam * 4)
+        active = active[~converged & (damping[active] < 1e10)]  # stuck fits (huge damping) stop too
+        if active.size == 0:
             break
     best = loss.reshape(k, s).argmin(axis=1)
     return xb.reshape(k, s, 5)[np.arange(k), best]

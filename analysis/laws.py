@@ -48,10 +48,10 @@ from scipy.optimize import least_squares
 
 from fno.vocabulary import FITTED_MODES
 from fno_analysis.fit import CONFIDENCE, saturating
+from fno_analysis.forms import HUBER_DELTA, huber_lm, huber_loss
 from fno_analysis.gains import examples_needed
 from fno_analysis.points import SIZE_KEYS, with_study_columns
 
-HUBER_DELTA = 0.1  # Huber's delta on log error: a 10% miss
 START_EXPONENTS = (0.1, 0.4, 1.0)  # starting alpha and beta of the surface fit (all pairs) ...
 SCREENED = 2  # ... of which the fit starts from those with the lowest loss
 MIN_SIZES = 3  # a surface needs this many model sizes
@@ -110,16 +110,10 @@ def _jacobian(x: np.ndarray, log_n: np.ndarray, log_p: np.ndarray) -> np.ndarray
 BOUNDS = (np.array([-30.0, -30.0, 0.0, -30.0, 0.0]), np.array([5.0, 30.0, 4.0, 30.0, 4.0]))
 
 
-def _huber(r: np.ndarray) -> np.ndarray:
-    """Huber's loss of residuals r (..., m), summed over the last axis (scipy's scaling)."""
-    z = (r / HUBER_DELTA) ** 2
-    return 0.5 * HUBER_DELTA**2 * np.where(z <= 1, z, 2 * np.sqrt(z) - 1).sum(axis=-1)
-
-
 def _screened(starts, log_n, log_p, log_y) -> np.ndarray:
     """The SCREENED starts (clipped to BOUNDS) of lowest Huber loss."""
     starts = np.clip(np.array(starts), *BOUNDS)
-    return starts[np.argsort(_huber(_residuals(starts, log_n, log_p, log_y)))[:SCREENED]]
+    return starts[np.argsort(huber_loss(_residuals(starts, log_n, log_p, log_y)))[:SCREENED]]
 
 
 def _fit_one(log_n, log_p, log_y, starts: list[np.ndarray]) -> tuple[np.ndarray, float]:
@@ -136,37 +130,21 @@ def _fit_one(log_n, log_p, log_y, starts: list[np.ndarray]) -> tuple[np.ndarray,
     return best, best_cost
 
 
-def _refit_batch(starts: np.ndarray, log_n, log_p, log_y: np.ndarray, iterations: int = 30) -> np.ndarray:
+def _refit_batch(starts: np.ndarray, log_n, log_p, log_y: np.ndarray) -> np.ndarray:
     """Huber fits of many replicates at once (log_y (k, m)), each from every start of
-    ``starts`` (s, 5), the best end kept: Levenberg-Marquardt steps on the reweighted
-    (IRLS) problem, each taken only if it lowers that replicate's loss (else the damping
-    grows), within BOUNDS. Returns (k, 5)."""
+    ``starts`` (s, 5), the best end kept (``fno_analysis.forms.huber_lm``, within
+    BOUNDS). Returns (k, 5)."""
     k, s = len(log_y), len(starts)
     y = np.repeat(log_y, s, axis=0)  # (k s, m): replicate-major
-    xb = np.tile(starts, (k, 1))
-    loss = _huber(_residuals(xb, log_n, log_p, y))
-    damping = np.full(len(xb), 1e-3)
-    active = np.arange(len(xb))  # the fits still moving; converged ones drop out
-    for _ in range(iterations):
-        x, ya, lam = xb[active], y[active], damping[active]
-        r = _residuals(x, log_n, log_p, ya)
-        jac = _jacobian(x, log_n, log_p)  # (a, m, 5)
-        jw = jac * np.minimum(1.0, HUBER_DELTA / np.maximum(np.abs(r), 1e-12))[..., None]  # Huber's weights
-        normal = jw.transpose(0, 2, 1) @ jac  # (a, 5, 5)
-        scale = np.einsum("kii->ki", normal)[..., None] * np.eye(5)  # Marquardt's diagonal scaling
-        step = np.linalg.solve(normal + lam[:, None, None] * (scale + 1e-12 * np.eye(5)),
-                               -(jw.transpose(0, 2, 1) @ r[..., None]))[..., 0]  # fmt: skip
-        trial = np.clip(x + step, *BOUNDS)
-        trial_loss = _huber(_residuals(trial, log_n, log_p, ya))
-        better = trial_loss < loss[active]
-        converged = better & (loss[active] - trial_loss <= 1e-6 * trial_loss)
-        xb[active[better]], loss[active[better]] = trial[better], trial_loss[better]
-        damping[active] = np.where(better, lam / 3, lam * 4)
-        active = active[~converged & (damping[active] < 1e10)]  # stuck fits (huge damping) stop too
-        if active.size == 0:
-            break
+    ends, loss = huber_lm(
+        np.tile(starts, (k, 1)),
+        lambda x, rows: _residuals(x, log_n, log_p, y[rows]),
+        lambda x, rows: _jacobian(x, log_n, log_p),
+        bounds=BOUNDS,
+        iterations=30,
+    )
     best = loss.reshape(k, s).argmin(axis=1)
-    return xb.reshape(k, s, 5)[np.arange(k), best]
+    return ends.reshape(k, s, 5)[np.arange(k), best]
 
 
 def _starts(n: np.ndarray, p: np.ndarray, y: np.ndarray) -> list[np.ndarray]:

@@ -88,6 +88,14 @@ def test_fine_tuning_strategies_are_a_grid_axis_and_full_keeps_its_keys():
 PINNED_FIRST_KEY = "1db96222c321ab7edd8f66af"  # fixed-step budgets keep older keys: tests/test_budget.py
 
 
+def test_the_strategies_preset_runs_every_strategy_at_two_test_resolutions():
+    trials = expand(Preset.load("strategies"))
+    assert len(trials) == 303  # the count docs/sweeps.md gives
+    finetune = [t for t in trials if t.config.mode == "finetune"]
+    assert {t.config.finetune_strategy for t in finetune} == {"full", "head", "lift-head", "frozen-spectral"}
+    assert all(t.config.test_resolutions == (32, 64) for t in trials)
+
+
 def test_paper_preset_is_the_full_grid():
     trials = expand(Preset.load("paper"))
     assert sum(t.stage == "pretrain" for t in trials) == 16  # 4 sizes x 4 pre-training sets
@@ -121,7 +129,7 @@ def test_bad_presets_fail_before_ray_starts(override, match, capsys, tmp_path):
 
 def test_unknown_preset_names_the_available_ones(capsys):
     assert scaling.main(["--preset", "nope"]) == 2
-    assert "named presets: cpu, paper, study" in capsys.readouterr().err
+    assert "named presets: cpu, paper, strategies, study" in capsys.readouterr().err
 
 
 def test_dry_run_prints_the_plan(capsys, tmp_path):

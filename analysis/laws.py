@@ -363,6 +363,14 @@ def train_flops(df: pd.DataFrame) -> pd.Series:
     return 3.0 * df["flops_per_sample"].astype(float) * df["steps"].astype(float) * df["batch_size"].astype(float)
 
 
+def pretrain_flops(df: pd.DataFrame) -> dict[tuple, float]:
+    """(pre-training family, width, modes, layers) -> the mean training FLOPs of its ok
+    pre-training trials."""
+    pre = df[(df["mode"] == "pretrain") & (df["status"] == "ok")]
+    flops = pre.assign(flops=train_flops(pre)).groupby(["family", *SIZE_KEYS])["flops"].mean()
+    return {tuple(k): float(v) for k, v in flops.items()}
+
+
 def _cost_at(n_points: np.ndarray, flops: np.ndarray, n: float) -> float:
     """FLOPs of a trial with n examples, log-log interpolated between measured ones (and
     extrapolated with the end segments' slope)."""
@@ -385,19 +393,19 @@ def break_even(df: pd.DataFrame, gains: pd.DataFrame) -> pd.DataFrame:
     if df.empty or gains.empty:
         return pd.DataFrame()
     df = df.assign(train_flops=train_flops(df))
+    pretraining = pretrain_flops(df)
     full = gains["finetune_strategy"].isin(["", "full"]) if "finetune_strategy" in gains else True
     measured = gains[(gains["verdict"] == "measured") & full]
     rows = []
     for _, g in measured.iterrows():
         size = (df["width"] == g["width"]) & (df["modes"] == g["modes"]) & (df["layers"] == g["layers"])
         task = size & (df["family"] == g["family"]) & (df["shift"] == g["shift"])
-        pre = df[size & (df["mode"] == "pretrain") & (df["family"] == g["pretrain_family"])]
+        c_pre = pretraining.get((g["pretrain_family"], *(g[k] for k in SIZE_KEYS)))
         ft = df[task & (df["mode"] == "finetune") & (df["pretrain_family"] == g["pretrain_family"])]
         ft = ft[ft["finetune_strategy"].isin(["", "full"])]
         sc = df[task & (df["mode"] == "scratch")]
-        if pre.empty or ft.empty or sc.empty:
+        if c_pre is None or ft.empty or sc.empty:
             continue
-        c_pre = float(pre["train_flops"].mean())
         per_n = {name: rows_.groupby("n_train")["train_flops"].mean() for name, rows_ in (("ft", ft), ("sc", sc))}
         c_ft = _cost_at(per_n["ft"].index.to_numpy(float), per_n["ft"].to_numpy(float), g["n_finetune"])
         c_sc = _cost_at(per_n["sc"].index.to_numpy(float), per_n["sc"].to_numpy(float), g["n_scratch"])

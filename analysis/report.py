@@ -51,8 +51,8 @@ from fno_analysis.laws import (
     break_even,
     fit_surface,
     point_flops,
+    pretrain_flops,
     surface,
-    train_flops,
     transfer_law,
     transfer_points,
 )
@@ -769,9 +769,7 @@ def build_report(
     report.transfer, report.break_even = transfer, break_even(df, gains)
     if {"flops_per_sample", "steps", "batch_size"} <= set(df.columns):
         report.points = points.assign(train_flops=point_flops(df, points))
-        pre = df[(df["mode"] == "pretrain") & (df["status"] == "ok")]
-        flops = pre.assign(f=train_flops(pre)).groupby(["family", *SIZE_KEYS])["f"].mean()
-        report.pretrain_flops = {tuple(k): float(v) for k, v in flops.items()}
+        report.pretrain_flops = pretrain_flops(df)
     if target_error is not None:
         report.notes.append(f"data-efficiency gain at the target error {target_error:g}")
     if not evaluations.empty and (missing := coverage(df, evaluations)) is not None:

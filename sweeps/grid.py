@@ -227,12 +227,6 @@ def expand(preset: Preset) -> list[PlannedTrial]:
 def _expand(preset: Preset) -> list[PlannedTrial]:
     trials: dict[str, PlannedTrial] = {}
     pre = preset.pretrain
-    common = {
-        "resolution": preset.resolution,
-        "n_val": preset.n_val,
-        "n_test": preset.n_test,
-        "eval_resolutions": preset.eval_resolutions,
-    }
     pretrained: dict[tuple[str, str], PlannedTrial] = {}
     for size in preset.sizes:
         width, modes = parse_size(size)
@@ -251,7 +245,7 @@ def _expand(preset: Preset) -> list[PlannedTrial]:
                 eval_every=pre.eval_every,
                 seed=0,
                 data_seed=preset.data_seeds[0],
-                **common,
+                **_test_fields(preset),
             )
             planned = PlannedTrial(trial_key(config), "pretrain", "pretrain", config)
             pretrained[(size, family)] = trials.setdefault(planned.key, planned)
@@ -305,6 +299,17 @@ def budget_probes(preset: Preset, trials: list[PlannedTrial]) -> list[PlannedTri
     return probes
 
 
+def _test_fields(preset: Preset) -> dict[str, Any]:
+    """The TrialConfig fields every trial of a preset shares: its grid and its validation
+    and test sets."""
+    return {
+        "resolution": preset.resolution,
+        "n_val": preset.n_val,
+        "n_test": preset.n_test,
+        "eval_resolutions": preset.eval_resolutions,
+    }
+
+
 def _budget(stage: StageSettings) -> dict[str, Any]:
     """A stage's budget fields as TrialConfig takes them."""
     return {"steps": stage.steps, "epochs": stage.epochs, "min_steps": stage.min_steps, "max_steps": stage.max_steps}
@@ -348,10 +353,7 @@ def _downstream(
         channels="union" if source == "mixture" and mode != "scratch" else "native",
         data_seed=data_seed,
         finetune_strategy=strategy,
-        resolution=preset.resolution,
-        n_val=preset.n_val,
-        n_test=preset.n_test,
-        eval_resolutions=preset.eval_resolutions,
+        **_test_fields(preset),
     )
     pretrained_key = "" if mode == "scratch" else base.key
     return PlannedTrial(

@@ -64,7 +64,6 @@ from fno_analysis.points import (
     ordered_shifts,
     read_table,
     select_points,
-    with_study_columns,
 )
 
 HEALTH_COLUMNS = ("key", "stage", "mode", "status", "error", "wall_s")
@@ -123,7 +122,6 @@ def _curve_traces(points, fits, family, shift, size, pretrain_families, show_leg
 
     width, modes, layers, _ = size
     traces = []
-    points, fits = with_study_columns(points), with_study_columns(fits)
     here = points[
         (points["family"] == family)
         & (points["shift"] == shift)

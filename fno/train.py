@@ -229,6 +229,7 @@ class TrialConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["param_range"] = self.data_spec("train").stream()["param_range"]
+        out["eval_resolutions"] = list(self.eval_resolutions)  # lists, like TOML's (Tune logs no tuples)
         return out
 
     @classmethod

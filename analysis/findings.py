@@ -11,7 +11,7 @@ Inputs are the analysis tables (``select_points``, ``fit_curves``,
 - "orders of magnitude" (claim 1) means a gain of at least ORDERS = 10, read from the
   gain's interval, or from its bound where the gain is censored;
 - the trend of the gain with model size (claim 2) is the exponent beta of the transfer
-  law (``fno_analysis.laws``) where it has an interval; otherwise the least-squares
+  law (``fno_analysis.transfer``) where it has an interval; otherwise the least-squares
   slope of log10 gain on log10 parameters over the sizes with a measured gain (at least
   two), per bootstrap replicate; its interval is the replicates' 2.5-97.5% range.
 """
@@ -361,7 +361,7 @@ def build_findings(
     """The four claims, judged from the tables (see the module docstring), on the paper's
     fine-tuning (all weights); then the strategies, resolutions and bands where the sweep
     has them (``evaluations``: ``fno_analysis.evaluations.evaluation_points``).
-    ``transfer``: ``fno_analysis.laws.transfer_law``, which claim 2 reads where it has
+    ``transfer``: ``fno_analysis.transfer.transfer_law``, which claim 2 reads where it has
     intervals."""
     all_gains = gain_claims(gains) if not gains.empty else pd.DataFrame()
     all_points = points

@@ -532,12 +532,16 @@ FIT_COLUMNS = [*CURVE_KEYS, "n_points", "a", "b", "b_lo", "b_hi", "c", "c_lo", "
 
 
 def __getattr__(name: str):
-    """fit_surface and transfer_law, which live in fno_analysis.laws (imported on first use:
-    laws builds on this module)."""
-    if name in ("fit_surface", "transfer_law"):
-        from fno_analysis import laws
+    """fit_surface and transfer_law, which live in fno_analysis.laws and fno_analysis.transfer
+    (imported on first use: both build on this module)."""
+    if name == "fit_surface":
+        from fno_analysis.laws import fit_surface
 
-        return getattr(laws, name)
+        return fit_surface
+    if name == "transfer_law":
+        from fno_analysis.transfer import transfer_law
+
+        return transfer_law
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

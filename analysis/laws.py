@@ -1,5 +1,5 @@
-"""Scaling laws across model sizes: the error surface err(N, P), the transfer law, and
-the compute at which pre-training pays for itself.
+"""Scaling laws across model sizes: the error surface err(N, P) and the compute at which
+pre-training pays for itself.
 
 Conventions
 - Points are ``fno_analysis.points``'s (the learning rate chosen by validation, seeds
@@ -19,16 +19,7 @@ Conventions
   determine (its term under 1% of the error at every point, or an exponent at its
   bound) gets no interval, and the note says which and why: with few sizes, E and the
   P term trade off.
-- **Transfer law** (Hernandez et al. 2021): the effective data transferred by
-  pre-training, D_T = D_E - D_F, where D_E is the number of scratch examples that
-  reach the error fine-tuning reaches with D_F examples, read from the two fitted
-  curves of each size. D_T = k D_F^alpha P^beta is fitted by least squares on log D_T
-  over D_F on a grid inside the fine-tune curve's measured N and every size, keeping
-  only grid points whose D_E lies inside the scratch curve's measured N (no
-  extrapolation) and D_T > 0. Intervals: the same fit on every paired bootstrap
-  replicate of the curve fits (``fno_analysis.fit``), 2.5-97.5% percentiles, given only
-  with at least MIN_SIZES sizes and MIN_USABLE of the replicates fittable. beta > 0
-  is the paper's second claim, "the gain grows with model size", as one exponent.
+- **Transfer law**: its own module, ``fno_analysis.transfer``.
 - **Compute**: a trial's training FLOPs are 3 x (forward FLOPs per sample) x steps x
   batch (forward and backward; evaluation left out). Pre-training is paid once; each
   downstream task then costs its fine-tuning. The break-even number of tasks at a
@@ -47,9 +38,8 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from fno.vocabulary import FITTED_MODES
-from fno_analysis.fit import CONFIDENCE, saturating
+from fno_analysis.fit import CONFIDENCE
 from fno_analysis.forms import HUBER_DELTA, huber_lm, huber_loss
-from fno_analysis.gains import examples_needed
 from fno_analysis.points import SIZE_KEYS, with_study_columns
 
 START_EXPONENTS = (0.1, 0.4, 1.0)  # starting alpha and beta of the surface fit (all pairs) ...
@@ -57,9 +47,6 @@ SCREENED = 2  # ... of which the fit starts from those with the lowest loss
 MIN_SIZES = 3  # a surface needs this many model sizes
 SURFACE_KEYS = ["family", "shift", "pretrain_family", "mode", "finetune_strategy"]
 SURFACE_PARAMS = ("E", "A", "alpha", "B", "beta")
-TRANSFER_KEYS = ["family", "shift", "pretrain_family"]
-TRANSFER_GRID = 12  # D_F values per size, geometric over the fine-tune curve's measured N
-MIN_USABLE = 0.8  # the share of bootstrap replicates the law must fit for an interval
 
 
 def surface(n, p, params) -> np.ndarray:
@@ -242,120 +229,6 @@ def fit_surface(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, points: pd.D
         rows.append({**dict(zip(SURFACE_KEYS, keys, strict=True)), **fit})
     columns = [*SURFACE_KEYS, *(k for s in SURFACE_PARAMS for k in (s, f"{s}_lo", f"{s}_hi"))]
     return pd.DataFrame(rows, columns=[*columns, "n_points", "n_sizes", "heldout_error", "note"])
-
-
-def _transfer_samples(ft: pd.Series, sc: pd.Series, params_ft, params_sc) -> tuple[np.ndarray, np.ndarray]:
-    """(D_F, D_T) on the grid of one size, for curve parameters (k, 3) of each curve (k
-    replicates): arrays (TRANSFER_GRID,) and (k, TRANSFER_GRID), D_T NaN where D_E leaves
-    scratch's measured N or D_T <= 0."""
-    d_f = np.geomspace(ft["n_min"], ft["n_max"], TRANSFER_GRID)
-    err = saturating(d_f[None, :], *(params_ft[:, i, None] for i in range(3)))
-    d_e = examples_needed(err, *(params_sc[:, i, None] for i in range(3)))
-    d_t = d_e - d_f[None, :]
-    inside = (d_e >= sc["n_min"]) & (d_e <= sc["n_max"]) & (d_t > 0)
-    return d_f, np.where(inside, d_t, np.nan)
-
-
-def _paired_curves(fits: pd.DataFrame):
-    """(keys, [(fine-tune fit, scratch fit), ...]) per TRANSFER_KEYS group: full
-    fine-tuning and scratch of the same size, both fitted."""
-    fits = with_study_columns(fits)
-    scratch = fits[fits["mode"] == "scratch"].set_index(["family", "shift", *SIZE_KEYS])
-    finetune = fits[(fits["mode"] == "finetune") & fits["finetune_strategy"].isin(["", "full"])]
-    for keys, group in finetune.groupby(TRANSFER_KEYS, sort=True):
-        pairs = []
-        for _, ft in group.sort_values("n_params").iterrows():
-            key = (ft["family"], ft["shift"], *(ft[k] for k in SIZE_KEYS))
-            if key in scratch.index and ft["boot"] is not None and scratch.loc[key, "boot"] is not None:
-                pairs.append((ft, scratch.loc[key]))
-        yield keys, pairs
-
-
-def _estimate(curve: pd.Series) -> np.ndarray:
-    return np.array([[curve["a"], curve["b"], curve["c"]]], dtype=float)
-
-
-def transfer_points(fits: pd.DataFrame) -> pd.DataFrame:
-    """The (D_F, D_T) samples the transfer law is fitted to, from the curves' estimates:
-    TRANSFER_KEYS, n_params, d_f, d_t (only samples inside both curves' measured N)."""
-    rows = []
-    for keys, pairs in _paired_curves(fits):
-        for ft, sc in pairs:
-            d_f, d_t = _transfer_samples(ft, sc, _estimate(ft), _estimate(sc))
-            for x, y in zip(d_f, d_t[0], strict=True):
-                if np.isfinite(y):
-                    rows.append({**dict(zip(TRANSFER_KEYS, keys, strict=True)), "n_params": ft["n_params"], "d_f": x,
-                                 "d_t": y})  # fmt: skip
-    return pd.DataFrame(rows, columns=[*TRANSFER_KEYS, "n_params", "d_f", "d_t"])
-
-
-def _log_linear_fit(log_df: np.ndarray, log_p: np.ndarray, log_dt: np.ndarray) -> np.ndarray:
-    """(log k, alpha, beta) by least squares on log D_T; NaN without enough points."""
-    ok = np.isfinite(log_dt)
-    if ok.sum() < 4 or len(np.unique(log_p[ok])) < 2:
-        return np.full(3, np.nan)
-    design = np.stack([np.ones(ok.sum()), log_df[ok], log_p[ok]], axis=1)
-    return np.linalg.lstsq(design, log_dt[ok], rcond=None)[0]
-
-
-def transfer_law(table: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
-    """The transfer law per (family, shift, pretrain_family): full fine-tuning against
-    scratch, over every size with both curves fitted. ``table``: ``fit_curves`` output,
-    or a results table (then fitted here with ``n_boot`` and ``seed``).
-
-    Columns: TRANSFER_KEYS, k, alpha, beta with _lo / _hi, n_sizes, n_samples (grid
-    points inside both curves' measured N), d_f_min, d_f_max (the D_F range it holds
-    over), note.
-    """
-    from fno_analysis.fit import fit_curves
-
-    fits = table if "boot" in table else fit_curves(table, n_boot=n_boot, seed=seed)
-    params = [k for n in ("k", "alpha", "beta") for k in (n, f"{n}_lo", f"{n}_hi")]
-    rows = []
-    for keys, pairs in _paired_curves(fits):
-        row = {**dict(zip(TRANSFER_KEYS, keys, strict=True)), **dict.fromkeys(params, math.nan), "note": ""}
-        row.update(n_sizes=0, n_samples=0, d_f_min=math.nan, d_f_max=math.nan)
-        if not pairs:
-            rows.append({**row, "note": "no size with both curves fitted"})
-            continue
-        k = min(min(len(ft["boot"]), len(sc["boot"])) for ft, sc in pairs)
-        log_df, log_p, log_dt, log_dt_boot = [], [], [], []
-        for ft, sc in pairs:
-            d_f, d_t = _transfer_samples(ft, sc, _estimate(ft), _estimate(sc))
-            _, d_t_boot = _transfer_samples(ft, sc, np.asarray(ft["boot"][:k]), np.asarray(sc["boot"][:k]))
-            log_df.append(np.log(d_f))
-            log_p.append(np.full(TRANSFER_GRID, math.log(ft["n_params"])))
-            log_dt.append(np.log(d_t[0]))
-            log_dt_boot.append(np.log(d_t_boot))
-        log_df, log_p, log_dt = (np.concatenate(v) for v in (log_df, log_p, log_dt))
-        log_dt_boot = np.concatenate(log_dt_boot, axis=1)  # (k, samples)
-        inside = np.isfinite(log_dt)
-        row.update(n_sizes=len(np.unique(log_p[inside])), n_samples=int(inside.sum()))
-        if inside.any():
-            row.update(d_f_min=float(np.exp(log_df[inside].min())), d_f_max=float(np.exp(log_df[inside].max())))
-        theta = _log_linear_fit(log_df, log_p, log_dt)
-        if np.isnan(theta).any():
-            why = f"{row['n_samples']} samples over {row['n_sizes']} sizes inside both curves' measured N"
-            rows.append({**row, "note": why + ": too few for k, alpha and beta (needs 4 over 2 sizes)"})
-            continue
-        row.update(k=math.exp(theta[0]), alpha=float(theta[1]), beta=float(theta[2]))
-        thetas = np.array([_log_linear_fit(log_df, log_p, replicate) for replicate in log_dt_boot])
-        thetas = thetas[np.isfinite(thetas).all(axis=1)]
-        usable = len(thetas) / max(k, 1)
-        if row["n_sizes"] < MIN_SIZES or usable < MIN_USABLE:
-            # Too little support for an interval (and so for a verdict): say why.
-            row["note"] = (
-                f"estimate only, no interval: {row['n_sizes']} sizes (needs {MIN_SIZES}) and {usable:.0%} of the "
-                f"replicates fittable (needs {MIN_USABLE:.0%}); the curves overlap too little in error"
-            )
-        else:
-            lo, hi = np.quantile(thetas, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2], axis=0)
-            row.update(k_lo=math.exp(lo[0]), k_hi=math.exp(hi[0]), alpha_lo=lo[1], alpha_hi=hi[1])
-            row.update(beta_lo=lo[2], beta_hi=hi[2])
-            if len(thetas) < k:
-                row["note"] = f"{k - len(thetas)} of {k} replicates too short to fit"
-        rows.append(row)
-    return pd.DataFrame(rows, columns=[*TRANSFER_KEYS, *params, "n_sizes", "n_samples", "d_f_min", "d_f_max", "note"])
 
 
 def train_flops(df: pd.DataFrame) -> pd.Series:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fno.atomic import atomic_write
 from fno.metrics import BAND_EDGES
 from fno.vocabulary import FINETUNE_STRATEGIES
 from fno_analysis.diagnostics import CHECKS, diagnose, floor_artefacts, probe_table
@@ -47,14 +48,11 @@ from fno_analysis.gains import GAIN_VERDICTS, data_efficiency_gain
 from fno_analysis.laws import (
     MIN_SIZES,
     SURFACE_PARAMS,
-    TRANSFER_KEYS,
     break_even,
     fit_surface,
     point_flops,
     pretrain_flops,
     surface,
-    transfer_law,
-    transfer_points,
 )
 from fno_analysis.points import (
     CURVE_KEYS,
@@ -65,6 +63,7 @@ from fno_analysis.points import (
     read_table,
     select_points,
 )
+from fno_analysis.transfer import TRANSFER_KEYS, fit_transfer
 
 HEALTH_COLUMNS = ("key", "stage", "mode", "status", "error", "wall_s")
 MODE_COLOURS = {"scratch": "#d62728", "finetune": "#1f77b4", "zeroshot": "#7f7f7f"}
@@ -89,7 +88,8 @@ class Report:
     # Per-point test metrics at every test resolution (fno_analysis.evaluations.evaluation_points).
     evaluations: pd.DataFrame = field(default_factory=pd.DataFrame)
     surfaces: pd.DataFrame = field(default_factory=pd.DataFrame)  # fno_analysis.laws.fit_surface
-    transfer: pd.DataFrame = field(default_factory=pd.DataFrame)  # fno_analysis.laws.transfer_law
+    transfer: pd.DataFrame = field(default_factory=pd.DataFrame)  # fno_analysis.transfer.fit_transfer: the laws
+    transfer_samples: pd.DataFrame = field(default_factory=pd.DataFrame)  # ... and the (D_F, D_T) they explain
     break_even: pd.DataFrame = field(default_factory=pd.DataFrame)  # fno_analysis.laws.break_even
     # (pretrain_family, width, modes, layers) -> the pre-training's training FLOPs
     pretrain_flops: dict = field(default_factory=dict)
@@ -596,7 +596,7 @@ def _figure_transfer(report: Report) -> None:
 
     if report.transfer.empty or not np.isfinite(report.transfer["beta"].astype(float)).any():
         return
-    samples = transfer_points(report.fits)
+    samples = report.transfer_samples
     laws = report.transfer.set_index(TRANSFER_KEYS)
     families = sorted(samples["family"].unique())
     panels = []
@@ -624,8 +624,9 @@ def _figure_transfer(report: Report) -> None:
         (
             "The transfer law",
             "Markers: the effective data transferred by pre-training, D_T = D_E - D_F, where scratch needs D_E "
-            "examples to reach the error fine-tuning reaches with D_F, read from the fitted curves of each size "
-            "(only where D_E lies inside scratch's measured N); lines: k D_F^alpha P^beta fitted to all sizes. "
+            "examples to reach the error fine-tuning measured with D_F, read from the size's scratch curve (only "
+            "fine-tune points above the scratch error at its largest N); lines: k D_F^alpha P^beta, fitted to "
+            "the scratch and fine-tune points of all sizes at once. "
             "beta > 0: a larger model transfers more.",
             fig,
         )
@@ -759,12 +760,12 @@ def build_report(
     gains = data_efficiency_gain(df, target_error, fits=fits, floor_artefacts=floor_artefacts(flags))
     evaluations = pd.DataFrame(columns=EVALUATION_COLUMNS) if evaluations is None else evaluations
     ev_points = evaluation_points(df, evaluations, points)
-    transfer = transfer_law(fits)
+    transfer, transfer_samples = fit_transfer(points, n_boot=n_boot, seed=seed)
     findings = build_findings(points, gains, flags, ev_points, transfer)
     health = df[list(HEALTH_COLUMNS)].copy()
     report = Report(points, fits, gains, health, flags, findings, probe_table(df), target_error, ev_points)
     report.surfaces = fit_surface(df, n_boot=n_boot, seed=seed, points=points)
-    report.transfer, report.break_even = transfer, break_even(df, gains)
+    report.transfer, report.transfer_samples, report.break_even = transfer, transfer_samples, break_even(df, gains)
     if {"flops_per_sample", "steps", "batch_size"} <= set(df.columns):
         report.points = points.assign(train_flops=point_flops(df, points))
         report.pretrain_flops = pretrain_flops(df)
@@ -859,9 +860,10 @@ def _laws_text(report: Report) -> tuple[list[str], list[tuple[str, pd.DataFrame]
         "Surface: err(N, P) = E + A P^-alpha + B N^-beta over every size at once (Huber loss on log error, "
         "95% wild-bootstrap intervals; heldout_error: the median miss on the largest size of a fit to the "
         f"smaller ones; at least {MIN_SIZES} sizes). Transfer law: D_T = k D_F^alpha P^beta, the effective data "
-        "transferred by pre-training, from the fitted curves of every size (intervals from their paired "
-        "replicates). Break-even: the downstream tasks after which pre-training plus fine-tuning costs fewer "
-        "training FLOPs than scratch training to the same target error (measured gains only)."
+        "transferred by pre-training, fitted with a scratch curve per size to the scratch and fine-tune points "
+        "of every size at once (Huber loss on log error, 95% wild-bootstrap intervals). Break-even: the "
+        "downstream tasks after which pre-training plus fine-tuning costs fewer training FLOPs than scratch "
+        "training to the same target error (measured gains only)."
     ]
     forms = report.fits.reindex(columns=[*CURVE_KEYS, *(f"heldout_{f}" for f in FORMS), "best_form"])
     tables = []
@@ -903,7 +905,7 @@ def write_html(report: Report, path: Path, title: str) -> None:
         f"<h1>{html.escape(title)}</h1><ul>{notes}</ul>{''.join(text)}{''.join(parts)}"
         f"<h3>Failed and diverged trials</h3>{_failed_table_html(report.health)}</body></html>"
     )
-    path.write_text(page, encoding="utf-8")
+    atomic_write(path, lambda fh: fh.write(page.encode("utf-8")))  # a reload mid-sweep sees a whole page
 
 
 def _markdown_table(df: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
@@ -940,7 +942,8 @@ def write_summary(report: Report, path: Path, title: str) -> None:
         "## Sweep health",
         _markdown_table(health),
     ]
-    path.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+    text = "\n\n".join(sections) + "\n"
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def write_report(sweep_dir: str | Path, target_error: float | None = None, n_boot: int = 200) -> tuple[Path, Path]:

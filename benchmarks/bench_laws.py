@@ -7,7 +7,7 @@ each estimate's relative error and whether its 95% interval holds the truth.
 Goals (docs/analysis.md): median relative error of alpha, beta and the transfer
 exponents at most 10%, coverage 90-97%.
 
-    python benchmarks/bench_laws.py [--replicates 100] [--sizes 4] [--n-values 11]
+    python benchmarks/bench_laws.py [--replicates 200] [--first-replicate 0] [--sizes 4] [--n-values 11]
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from fno_analysis.fit import fit_curves
-from fno_analysis.laws import fit_surface, transfer_law
+from fno_analysis.laws import fit_surface
 from fno_analysis.points import select_points
 from fno_analysis.synthetic import Truth, law_table
+from fno_analysis.transfer import transfer_law
 
 CASES = {
     "transfer a = 1 (fine-tune curves exactly saturating)": Truth(),
@@ -33,9 +33,8 @@ CASES = {
 def one_replicate(truth: Truth, sizes: np.ndarray, n_values: np.ndarray, seeds: int, noise: float, seed: int):
     df = law_table(truth, sizes, n_values, seeds=seeds, noise=noise, rng=np.random.default_rng(seed))
     points = select_points(df)
-    fits = fit_curves(df, n_boot=200, seed=seed, points=points)
     surface = fit_surface(df, n_boot=200, seed=seed, points=points)
-    law = transfer_law(fits)
+    law = transfer_law(df, n_boot=200, seed=seed, points=points)
     out = {}
     scratch = surface[surface["mode"] == "scratch"].iloc[0]
     for name in ("alpha", "beta", "E"):
@@ -49,7 +48,8 @@ def one_replicate(truth: Truth, sizes: np.ndarray, n_values: np.ndarray, seeds: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--replicates", type=int, default=100)
+    parser.add_argument("--replicates", type=int, default=200)
+    parser.add_argument("--first-replicate", type=int, default=0, help="seed of the first table (for a fresh sample)")
     parser.add_argument("--sizes", type=int, default=4, help="model sizes, 4x apart from 10^4 parameters")
     parser.add_argument("--n-values", type=int, default=11, help="N = 8, 16, ... (powers of 2)")
     parser.add_argument("--seeds", type=int, default=3)
@@ -57,11 +57,12 @@ def main() -> None:
     args = parser.parse_args()
     sizes = 1e4 * 4.0 ** np.arange(args.sizes)
     n_values = 2 ** np.arange(3, 3 + args.n_values)
-    print(f"{args.replicates} replicates, {args.sizes} sizes, {args.n_values} N values, {args.seeds} seeds, "
-          f"noise {args.noise:g}")  # fmt: skip
+    print(f"{args.replicates} replicates from seed {args.first_replicate}, {args.sizes} sizes, {args.n_values} N "
+          f"values, {args.seeds} seeds, noise {args.noise:g}")  # fmt: skip
     for case, truth in CASES.items():
         started = time.perf_counter()
-        records = [one_replicate(truth, sizes, n_values, args.seeds, args.noise, r) for r in range(args.replicates)]
+        seeds = range(args.first_replicate, args.first_replicate + args.replicates)
+        records = [one_replicate(truth, sizes, n_values, args.seeds, args.noise, r) for r in seeds]
         rows = []
         for name in records[0]:
             values = np.array([r[name] for r in records], dtype=float)  # (replicates, 4)

@@ -8,8 +8,9 @@ import pytest
 
 from fno_analysis import fit as fit_module
 from fno_analysis.gains import data_efficiency_gain
-from fno_analysis.laws import break_even, fit_surface_points, surface, train_flops, transfer_points
+from fno_analysis.laws import break_even, fit_surface_points, surface, train_flops
 from fno_analysis.synthetic import Truth, law_table
+from fno_analysis.transfer import transfer_points
 
 SIZES = [1e4, 4e4, 1.6e5, 6.4e5]
 N_VALUES = 2 ** np.arange(3, 14)
@@ -60,7 +61,7 @@ def test_fit_surface_and_transfer_law_recover_the_laws_a_table_was_drawn_from():
     assert law["n_sizes"] >= 3 and law["d_f_min"] == pytest.approx(N_VALUES[0]) and law["note"] == ""
     assert law["alpha_lo"] <= truth.a <= law["alpha_hi"] and law["beta_lo"] <= truth.b <= law["beta_hi"]
     assert law["beta"] == pytest.approx(truth.b, abs=0.1) and law["beta_lo"] > 0
-    samples = transfer_points(fit_module.fit_curves(df, n_boot=50))
+    samples = transfer_points(df)
     assert (samples["d_t"] > 0).all() and samples["n_params"].nunique() >= 3
 
 

@@ -189,9 +189,21 @@ def _latest_per_key(tables: list[pa.Table]) -> pa.Table:
     return table.filter(pc.equal(origin, keyed.column("origin_max")))
 
 
+READ_ATTEMPTS = 5  # listings tried when files vanish mid-read (another process compacting)
+
+
 def _read_table(directory: str | os.PathLike, schema: pa.Schema) -> pa.Table:
-    tables = [_read_file(path, schema) for path in _result_files(Path(directory))]
-    return _latest_per_key(tables) if tables else schema.empty_table()
+    """Every file's rows, each key's from its latest file. A file that vanishes between
+    listing and reading was merged into a newer part by a compaction (which writes the
+    part before it deletes): the folder is listed and read again."""
+    for _ in range(READ_ATTEMPTS):
+        try:
+            tables = [_read_file(path, schema) for path in _result_files(Path(directory))]
+        except FileNotFoundError:
+            continue
+        return _latest_per_key(tables) if tables else schema.empty_table()
+    raise RuntimeError(f"{directory}: files kept vanishing while reading ({READ_ATTEMPTS} tries); is a compaction "
+                       "looping? Try again when the sweep is idle")  # fmt: skip
 
 
 def read_results(results_dir: str | os.PathLike) -> pa.Table:

@@ -56,9 +56,13 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
 
 def output_base(args: argparse.Namespace) -> Path:
     """Where sweeps go: --storage on a cluster, else --out; checks the execution flags first."""
-    base = Path(args.storage) if args.storage else args.out
-    if "://" in str(base):
-        raise ValueError(f"--storage {base}: object-store URIs are not supported yet; use a shared folder")
+    flag, raw = ("--storage", args.storage) if args.storage else ("--out", str(args.out))
+    if "://" in raw:  # checked on the text: Path() would collapse s3://b/p to s3:/b/p, a local folder
+        raise ValueError(
+            f"{flag} {raw}: object-store URIs are not supported; use a folder every node sees (a shared "
+            "filesystem, or a bucket mounted with s3fs, gcsfuse or similar)"
+        )
+    base = Path(raw)
     gpus = args.gpus_per_trial
     if args.cpus_per_trial <= 0 or (gpus is not None and gpus < 0) or args.max_retries < 0:
         raise ValueError("need --cpus-per-trial > 0, --gpus-per-trial >= 0 and --max-retries >= 0")
@@ -79,6 +83,17 @@ def output_base(args: argparse.Namespace) -> Path:
     if args.concurrency is not None and args.concurrency < 1:
         raise ValueError(f"--concurrency must be at least 1, got {args.concurrency}")
     return base
+
+
+def check_writable(folder: Path, flag: str) -> None:
+    """Create ``folder`` and write a probe file in it, or fail naming the flag and folder
+    (before Ray starts, so that no trial runs into a place its row cannot go)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
+            pass
+    except OSError as err:
+        raise ValueError(f"{flag}: cannot create or write the sweep folder {folder} ({err.strerror or err})") from err
 
 
 def _gpu_request(text: str) -> float | None:

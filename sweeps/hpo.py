@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,16 @@ from fno.config import parse_overrides
 from fno.results import statuses
 from fno.train import TrialConfig
 from fno.vocabulary import FITTED_MODES
-from fno_sweeps.cluster import add_ray_arguments, check_resources, output_base, run_settings, start_ray
+from fno_sweeps.cluster import (
+    add_ray_arguments,
+    check_resources,
+    check_writable,
+    output_base,
+    run_settings,
+    start_ray,
+)
 from fno_sweeps.grid import PlannedTrial, Preset, expand, trial_key
+from fno_sweeps.lease import Lease, LeaseHeldError
 from fno_sweeps.runner import (
     Progress,
     Recorder,
@@ -43,6 +52,7 @@ from fno_sweeps.runner import (
     resource_slots,
     run_reported_trial,
     run_trials,
+    tune_callbacks,
     worker_config,
 )
 
@@ -97,8 +107,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="sampler seed and the trials' training seed")
     p.add_argument("--preset", default="cpu", help="preset giving resolution, data sizes and pre-training")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a preset field")
-    p.add_argument("--out", type=Path, default=Path("out"), help="results go to OUT/SWEEP/ (default ./out)")
+    p.add_argument("--out", default="out", help="results go to OUT/SWEEP/ (default ./out)")
     p.add_argument("--sweep", default=None, help="sweep name (default: hpo-FAMILY-SHIFT-SIZE-MODE-nN)")
+    p.add_argument("--take-over", action="store_true", help="run though another driver holds the study's lease")
     add_ray_arguments(p)
     return p.parse_args(argv)
 
@@ -242,7 +253,7 @@ def run_search(setting: Setting, args: argparse.Namespace, study, storage, remai
             name=setting.study_name,
             storage_path=str((setting.sweep_dir / "ray").resolve()),
             failure_config=tune.FailureConfig(max_failures=settings.max_retries, fail_fast=False),
-            callbacks=[RowWriterCallback(lambda t: planned_trial(setting, t.config), recorder)],
+            callbacks=tune_callbacks(RowWriterCallback(lambda t: planned_trial(setting, t.config), recorder)),
             verbose=settings.verbose,
         ),
     )
@@ -274,9 +285,21 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         setting = plan(args)
-    except ValueError as err:
+        check_writable(setting.sweep_dir, "--storage" if args.storage else "--out")
+        command = shlex.join(["python", "sweeps/hpo.py", *(sys.argv[1:] if argv is None else argv)])
+        lease = Lease(setting.sweep_dir, command, take_over=args.take_over)
+        lease.acquire()
+    except (ValueError, LeaseHeldError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    try:
+        return _search(args, setting)
+    finally:
+        lease.release()
+
+
+def _search(args: argparse.Namespace, setting: Setting) -> int:
+    """The study itself, once its folder is writable and this driver holds it."""
     study, storage = open_study(setting)
     done = len(finished_trials(study))
     remaining = args.trials - done

@@ -36,6 +36,7 @@ from fno.model import FNOConfig
 from fno.results import COLUMNS, EVALUATION_SCHEMA, compact, skip_keys, statuses, write_evaluations, write_row
 from fno.train import TrialConfig, run_trial
 from fno_sweeps.grid import PlannedTrial, trial_flops
+from fno_sweeps.interrupt import Interrupt, tune_stopper
 
 TRIAL_BATCH = 256  # trials per Tuner.fit(): bounds driver memory and scheduler load on huge grids
 
@@ -182,6 +183,12 @@ class Recorder:
     results_dir: Path
     sweep: str
     progress: Progress
+    interrupt: Interrupt | None = None  # once requested, trials cut short get no row
+    on_row: Callable[[], None] | None = None  # called after each row (the live report)
+
+    @property
+    def stopping(self) -> bool:
+        return self.interrupt is not None and self.interrupt.requested
 
     @property
     def evaluations_dir(self) -> Path:
@@ -207,6 +214,8 @@ class Recorder:
     def _write(self, trial: PlannedTrial, row: dict[str, Any]) -> None:
         write_row(self.results_dir, row)
         self.progress.finished(trial, row)
+        if self.on_row is not None:
+            self.on_row()
 
 
 class RowWriterCallback:
@@ -225,6 +234,8 @@ class RowWriterCallback:
             def on_trial_complete(self, iteration, trials, trial, **info):
                 last = trial.last_result or {}
                 result = last.get("trial_result")
+                if result is None and self.recorder.stopping:
+                    return  # cut short by an interrupt: no row, so the next run runs it again
                 if result is not None:
                     self.recorder.record(self.planned_of(trial), result)
                 elif "val_rel_l2" in last:  # ended by a scheduler (ASHA) after some evaluations
@@ -233,11 +244,25 @@ class RowWriterCallback:
                     self.recorder.record(self.planned_of(trial), None, "trial ended without a result")
 
             def on_trial_error(self, iteration, trials, trial, **info):
+                if self.recorder.stopping:
+                    return  # killed while stopping: not a failure of the trial
                 error = trial.error_file and Path(trial.error_file).exists() and Path(trial.error_file).read_text()
                 last = (error or "trial raised").strip().splitlines()[-1]
                 self.recorder.record(self.planned_of(trial), None, last[:2000])
 
         return RowWriter(*args, **kwargs)
+
+
+def tune_callbacks(row_writer) -> list:
+    """``row_writer`` and Tune's JSON log of each trial's reports. Tune's automatic
+    loggers are turned off: its TensorBoard logger warned once per trial that it cannot
+    log the result's list of evaluations, and this tool's table is the results folder."""
+    import os
+
+    from ray.tune.logger import JsonLoggerCallback
+
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    return [row_writer, JsonLoggerCallback()]
 
 
 class DependencyOrder:
@@ -350,12 +375,15 @@ def run_trials(
     sweep: str,
     sweep_dir: Path,
     settings: RunSettings,
-    on_batch: Callable[[int], None] | None = None,
+    interrupt: Interrupt | None = None,
+    on_row: Callable[[], None] | None = None,
 ) -> Counter:
     """Run the ``trials`` that have no row yet; return the status counts of this run.
 
     Batches of ``TRIAL_BATCH`` trials, trials that need no checkpoint first, so that a
     batch's fine-tune trials find their pre-training in the same or an earlier batch.
+    ``interrupt`` (``fno_sweeps.interrupt``): once requested, Tune stops and no further
+    batch starts. ``on_row``: called after each row is written.
     """
     results_dir = sweep_dir / "results"
     status = statuses(results_dir)
@@ -366,16 +394,17 @@ def run_trials(
     if settings.concurrency is None:
         smallest = min((settings.gpu_share(t) for t in pending), default=0.0)
         settings = replace(settings, concurrency=resource_slots(settings, smallest))
-    recorder = Recorder(results_dir, sweep, Progress(len(pending), settings.concurrency, cost))
+    progress = Progress(len(pending), settings.concurrency, cost)
+    recorder = Recorder(results_dir, sweep, progress, interrupt, on_row)
     for lo in range(0, len(pending), TRIAL_BATCH):
+        if recorder.stopping:
+            break
         batch = pending[lo : lo + TRIAL_BATCH]
         if lo:
             status = statuses(results_dir)  # one read of the table per batch
         _run_batch(batch, status, sweep, sweep_dir, settings, recorder)
         compact(results_dir)  # few files to open, however long the sweep
         compact(recorder.evaluations_dir, EVALUATION_SCHEMA)
-        if on_batch is not None:
-            on_batch(len(batch))
     return recorder.progress.counts
 
 
@@ -434,7 +463,8 @@ def _run_batch(batch, status, sweep, sweep_dir, settings, recorder) -> None:
             name=sweep,
             storage_path=str((sweep_dir / "ray").resolve()),
             failure_config=tune.FailureConfig(max_failures=settings.max_retries, fail_fast=False),
-            callbacks=[RowWriterCallback(planned_of, recorder)],
+            callbacks=tune_callbacks(RowWriterCallback(planned_of, recorder)),
+            stop=tune_stopper(recorder.interrupt) if recorder.interrupt is not None else None,
             verbose=settings.verbose,
         ),
     )

@@ -8,14 +8,25 @@ Re-running the same command continues the sweep: finished trials are skipped.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
 
 from fno.config import parse_overrides
 from fno.results import finished_keys
-from fno_sweeps.cluster import add_ray_arguments, check_resources, output_base, run_settings, start_ray
+from fno_sweeps.cluster import (
+    add_ray_arguments,
+    check_resources,
+    check_writable,
+    output_base,
+    run_settings,
+    start_ray,
+)
 from fno_sweeps.grid import Preset, estimate_flops, expand
+from fno_sweeps.interrupt import Interrupt
+from fno_sweeps.lease import Lease, LeaseHeldError
+from fno_sweeps.live import DEFAULT_EVERY_S, LiveReport
 from fno_sweeps.runner import run_trials
 
 
@@ -29,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="override a preset field: --set n_train=[16,64] --set pretrain.steps=200",
     )
-    p.add_argument("--out", type=Path, default=Path("out"), help="results go to OUT/SWEEP/ (default ./out)")
+    p.add_argument("--out", default="out", help="results go to OUT/SWEEP/ (default ./out)")
     p.add_argument("--sweep", default=None, help="sweep name (default: the preset's name)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and a compute estimate; run nothing")
     p.add_argument(
@@ -39,7 +50,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="sustained FLOP/s per trial for --dry-run's time estimate (default: measured here)",
     )
     p.add_argument("--retry-failed", action="store_true", help="run trials recorded as failed again")
-    p.add_argument("--no-report", action="store_true", help="skip report.html and summary.md at the end")
+    p.add_argument("--no-report", action="store_true", help="skip report.html and summary.md (during and at the end)")
+    p.add_argument(
+        "--report-every",
+        type=float,
+        default=DEFAULT_EVERY_S,
+        metavar="SECONDS",
+        help=f"rewrite the report while the sweep runs, at most this often (default {DEFAULT_EVERY_S:g}; 0: at the "
+        "end only)",
+    )
+    p.add_argument(
+        "--take-over",
+        action="store_true",
+        help="run even though another driver holds this sweep's lease (only if that driver is dead)",
+    )
     add_ray_arguments(p)
     return p.parse_args(argv)
 
@@ -150,6 +174,23 @@ def main(argv=None) -> int:
     if args.dry_run:
         print_plan(preset, trials, sweep_dir, args.throughput, run_settings(args))
         return 0
+    try:
+        check_writable(sweep_dir, "--storage" if args.storage else "--out")
+        live = LiveReport(sweep_dir, 0 if args.no_report else args.report_every)
+        lease = Lease(sweep_dir, continue_command(argv), take_over=args.take_over)
+        lease.acquire()
+    except (ValueError, LeaseHeldError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        return _run(args, argv, trials, sweep, sweep_dir, live)
+    finally:
+        live.close()
+        lease.release()
+
+
+def _run(args, argv, trials, sweep: str, sweep_dir: Path, live: LiveReport) -> int:
+    """The sweep itself, once its folder is writable and this driver holds it."""
     started = time.perf_counter()
     done = finished_keys(sweep_dir / "results", include_failed=not args.retry_failed)
     skipped = sum(t.key in done for t in trials)
@@ -161,21 +202,44 @@ def main(argv=None) -> int:
     start_ray(args)
     check_resources(args)
     settings = run_settings(args, retry_failed=args.retry_failed)
+    interrupt = Interrupt()
     try:
-        counts = run_trials(trials, sweep, sweep_dir, settings)
+        with interrupt:
+            counts = run_trials(trials, sweep, sweep_dir, settings, interrupt=interrupt, on_row=live.maybe_refresh)
+    except KeyboardInterrupt:  # a second signal: out at once
+        counts = None
     finally:
         import ray
 
         ray.shutdown()
-    ran = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+    if counts is None or interrupt.requested:
+        left = len(trials) - len(finished_keys(sweep_dir / "results", include_failed=not args.retry_failed))
+        ran = "" if counts is None else f"ran {sum(counts.values())} trials ({_counts_text(counts)}), "
+        print(
+            f"sweep {sweep} interrupted: {ran}{left} of {len(trials)} trials left; results so far: "
+            f"{sweep_dir / 'results'}\ncontinue with: {continue_command(argv)}",
+            file=sys.stderr,
+        )
+        return interrupt.exit_code
     print(
-        f"sweep {sweep}: ran {sum(counts.values())} trials ({ran}), skipped {skipped} already done, "
+        f"sweep {sweep}: ran {sum(counts.values())} trials ({_counts_text(counts)}), skipped {skipped} already done, "
         f"{time.perf_counter() - started:.0f} s; results: {sweep_dir / 'results'} "
         f"(pandas.read_parquet on that folder)"
     )
     if not args.no_report:
+        live.close()  # the final report replaces any refresh still running
         write_sweep_report(sweep_dir)
     return 0
+
+
+def _counts_text(counts) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+
+
+def continue_command(argv=None) -> str:
+    """The command line that continues this sweep (the same one)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return shlex.join(["python", "sweeps/scaling.py", *args])
 
 
 def write_sweep_report(sweep_dir: Path) -> None:

@@ -224,6 +224,21 @@ def test_results_round_trip_and_rewrite_by_key(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
 
+def test_reading_while_another_process_compacts_loses_no_row(tmp_path, monkeypatch):
+    for key in "abcd":
+        results.write_row(tmp_path, _row(key))
+    real_read, calls = results._read_file, []
+
+    def read_during_compaction(path, schema=results.SCHEMA):
+        calls.append(path)
+        if len(calls) == 2:  # the folder was listed; now another process compacts it
+            results.compact(tmp_path)
+        return real_read(path, schema)
+
+    monkeypatch.setattr(results, "_read_file", read_during_compaction)
+    assert sorted(results.read_results(tmp_path).column("key").to_pylist()) == list("abcd")
+
+
 def test_compaction_merges_rows_into_one_file_and_later_rows_win(tmp_path):
     for key in "abc":
         results.write_row(tmp_path, _row(key))
@@ -365,6 +380,43 @@ def test_killed_driver_resumes_without_duplicates(tmp_path):
     df = _sweep_rows(tmp_path)
     assert len(df) == TINY_TRIALS and df["key"].is_unique and set(df["status"]) == {"ok"}
     assert f"skipped {before} already done" in done.stdout
+
+
+def test_an_interrupted_sweep_says_so_exits_130_and_the_same_command_continues(tmp_path):
+    cmd = [sys.executable, str(ROOT / "sweeps" / "scaling.py"), "--out", str(tmp_path), "--no-dashboard",
+           "--concurrency", "1", "--no-report", *TINY, "--set", "downstream.steps=100"]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env=env)  # fmt: skip
+    for line in proc.stdout:
+        if line.startswith("[2/"):
+            break
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the driver and the Ray processes it started
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "continue with: python sweeps/scaling.py --out" in err
+    assert "Tuner.restore" not in out + err and "sweep cpu: ran" not in out
+    rows = _sweep_rows(tmp_path)
+    assert 2 <= len(rows) < TINY_TRIALS and set(rows["status"]) == {"ok"}  # cut-short trials got no row
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    df = _sweep_rows(tmp_path)
+    assert len(df) == TINY_TRIALS and df["key"].is_unique and set(df["status"]) == {"ok"}
+    assert f"skipped {len(rows)} already done" in done.stdout
+
+
+def test_a_destination_that_cannot_be_written_or_a_bucket_uri_is_refused_before_ray_starts(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert scaling.main(["--out", str(blocker / "sub"), *TINY]) == 2
+    assert f"--out: cannot create or write the sweep folder {blocker / 'sub' / 'cpu'}" in capsys.readouterr().err
+    assert scaling.main(["--storage", "s3://bucket/prefix", *TINY]) == 2
+    assert "--storage s3://bucket/prefix: object-store URIs are not supported" in capsys.readouterr().err
+    assert not (Path.cwd() / "s3:").exists()
 
 
 def _free_port() -> int:

@@ -1,0 +1,141 @@
+"""One driver per sweep folder: a lease file that names the driver and is renewed while it runs.
+
+Two drivers on one folder (the same command started twice, in two terminals or two
+batch jobs) would run every trial twice, and one's fine-tune trials could read a
+checkpoint the other is rewriting. So a driver holds ``<sweep>/driver.lease``
+(JSON: host, pid, started, renewed, command), rewrites it every TTL_S / 4 seconds
+and removes it at exit. Another driver is refused while the lease is fresh, with the
+holder's host, pid and start time and the way out (``--take-over``, for a holder known
+to be dead); a lease not renewed for TTL_S seconds, or held by a process of this host
+that no longer exists, is taken over with a warning.
+
+Works on any folder every node sees (NFS, Lustre, GPFS): writes are atomic renames,
+and a driver that takes a lease reads it back after a moment to make sure a rival
+did not take it at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fno.atomic import atomic_write
+
+LEASE_NAME = "driver.lease"
+TTL_S = 120.0  # a lease not renewed for this long is stale (its driver died without removing it)
+SETTLE_S = 0.5  # wait before reading a fresh lease back (a rival's write would land by then)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a lease."""
+
+    host: str
+    pid: int
+    started: float  # unix time the driver took the lease
+    renewed: float  # unix time of its last renewal
+    command: str
+
+    def describe(self, now: float) -> str:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
+        return f"host {self.host}, pid {self.pid}, since {started}, renewed {now - self.renewed:.0f} s ago"
+
+
+class LeaseHeldError(RuntimeError):
+    """Another live driver holds the sweep folder."""
+
+
+def _read(path: Path) -> Holder | None:
+    try:
+        return Holder(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError):  # unreadable: treat as stale, it is replaced
+        return Holder(host="?", pid=-1, started=0.0, renewed=0.0, command="(unreadable lease)")
+
+
+def _alive_here(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+class Lease:
+    """The lease of ``sweep_dir`` for this process; use as a context manager around the run."""
+
+    def __init__(self, sweep_dir: Path, command: str, take_over: bool = False, ttl_s: float = TTL_S) -> None:
+        self.path = Path(sweep_dir) / LEASE_NAME
+        self.take_over, self.ttl_s = take_over, ttl_s
+        now = time.time()
+        self.me = Holder(socket.gethostname(), os.getpid(), now, now, command)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost = False  # set if another driver took the lease while this one ran
+
+    def _mine(self, holder: Holder | None) -> bool:
+        return holder is not None and (holder.host, holder.pid, holder.started) == (
+            self.me.host,
+            self.me.pid,
+            self.me.started,
+        )
+
+    def _write(self, renewed: float) -> None:
+        holder = Holder(**{**asdict(self.me), "renewed": renewed})
+        atomic_write(self.path, lambda fh: fh.write(json.dumps(asdict(holder)).encode()))
+
+    def acquire(self) -> None:
+        """Take the lease, or raise LeaseHeldError naming the holder; warns on stderr when it
+        takes over a stale one."""
+        now = time.time()
+        holder = _read(self.path)
+        if holder is not None and not self._mine(holder):
+            stale = now - holder.renewed > self.ttl_s
+            dead_here = holder.host == self.me.host and not _alive_here(holder.pid)
+            if not (stale or dead_here or self.take_over):
+                raise LeaseHeldError(
+                    f"another driver runs this sweep ({self.path}: {holder.describe(now)}; command: "
+                    f"{holder.command}). Wait for it to finish; if it is dead (its host lost, its job killed), "
+                    f"its lease goes stale {max(0.0, self.ttl_s - (now - holder.renewed)):.0f} s from now, or pass "
+                    "--take-over to take the sweep now"
+                )
+            why = "--take-over" if not (stale or dead_here) else "it is stale" if stale else "its process is gone"
+            print(f"warning: taking over the sweep's lease from {holder.describe(now)} ({why})", file=sys.stderr)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write(now)
+        time.sleep(SETTLE_S)
+        if not self._mine(_read(self.path)):  # a rival wrote after us: it has the sweep
+            raise LeaseHeldError(f"another driver took this sweep at the same moment ({self.path}); try again")
+        self._thread = threading.Thread(target=self._renew, name="sweep-lease", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl_s / 4):
+            if not self._mine(_read(self.path)):
+                self.lost = True
+                print(f"warning: another driver took over this sweep's lease ({self.path})", file=sys.stderr)
+                return
+            self._write(time.time())
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._mine(_read(self.path)):
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Lease:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,81 @@
+"""The driver's hold on a sweep folder (the lease) and the report it rewrites while running."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from tiny_sweep import TINY
+
+from fno import results
+from fno_sweeps import scaling
+from fno_sweeps.lease import LEASE_NAME, Lease, LeaseHeldError
+from fno_sweeps.live import LiveReport
+from fno_sweeps.runner import result_row
+
+
+def test_a_second_driver_is_refused_with_the_holder_and_the_way_out(tmp_path):
+    with Lease(tmp_path, "python sweeps/scaling.py --preset cpu"):
+        holder = json.loads((tmp_path / LEASE_NAME).read_text())
+        assert holder["pid"] == os.getpid() and holder["command"] == "python sweeps/scaling.py --preset cpu"
+        with pytest.raises(LeaseHeldError, match=rf"pid {os.getpid()}.*--take-over"):
+            Lease(tmp_path, "second").acquire()
+    assert not (tmp_path / LEASE_NAME).exists()  # released at exit
+
+
+def test_a_stale_lease_or_a_dead_holder_is_taken_over_with_a_warning(tmp_path, capsys):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import socket
+
+    now = time.time()
+    for holder in (
+        {"host": "elsewhere", "pid": 1, "started": now - 900, "renewed": now - 600, "command": "old"},  # stale
+        {"host": socket.gethostname(), "pid": int(dead.stdout), "started": now, "renewed": now, "command": "x"},
+    ):
+        (tmp_path / LEASE_NAME).write_text(json.dumps(holder))
+        with Lease(tmp_path, "new"):
+            assert json.loads((tmp_path / LEASE_NAME).read_text())["command"] == "new"
+        assert "warning: taking over the sweep's lease" in capsys.readouterr().err
+
+
+def test_take_over_replaces_a_live_holder_which_then_learns_it_lost(tmp_path, capsys):
+    first = Lease(tmp_path, "first", ttl_s=0.4)
+    first.acquire()
+    with Lease(tmp_path, "second", take_over=True):
+        time.sleep(0.3)  # first's renewal (every ttl / 4) finds the lease gone
+        assert first.lost and "another driver took over" in capsys.readouterr().err
+    first.release()
+
+
+def test_the_lease_is_renewed_while_the_driver_runs(tmp_path):
+    with Lease(tmp_path, "me", ttl_s=0.4):
+        before = json.loads((tmp_path / LEASE_NAME).read_text())["renewed"]
+        time.sleep(0.35)
+        assert json.loads((tmp_path / LEASE_NAME).read_text())["renewed"] > before
+
+
+def test_the_cli_refuses_a_held_sweep_before_ray_starts(tmp_path, capsys):
+    with Lease(tmp_path / "cpu", "the other driver"):
+        assert scaling.main(["--out", str(tmp_path), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "another driver runs this sweep" in err and "the other driver" in err
+
+
+def test_the_live_report_is_rewritten_in_the_background_and_replaced_whole(tmp_path):
+    from fno_sweeps.grid import Preset, expand
+
+    trials = expand(Preset.load("cpu", {}))[:3]
+    for trial in trials:
+        row = result_row(trial, "cpu", {"status": "ok", "val_rel_l2": 0.1, "test_rel_l2": 0.1, "wall_s": 1.0})
+        results.write_row(tmp_path / "results", row)
+    live = LiveReport(tmp_path, every_s=0.01)
+    assert not live.maybe_refresh()  # not due yet at the start ...
+    time.sleep(0.02)
+    assert live.maybe_refresh() and not live.maybe_refresh()  # ... then one at a time
+    assert live.process.wait(timeout=120) == 0
+    assert (tmp_path / "report.html").stat().st_size > 0 and (tmp_path / "summary.md").exists()
+    assert not list(tmp_path.glob(".report.html.*"))  # no temp file left
+    with pytest.raises(ValueError, match="--report-every"):
+        LiveReport(tmp_path, every_s=-1)

@@ -46,6 +46,13 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dashboard-host", default="127.0.0.1", help="local Ray dashboard bind address")
     p.add_argument("--no-dashboard", action="store_true", help="local Ray without the dashboard")
     p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="local Ray: port of the Prometheus metrics endpoint with the sweep's gauges (default: Ray's choice, "
+        "printed)",
+    )
+    p.add_argument(
         "--device",
         default="auto",
         choices=("auto", "cpu", "cuda"),
@@ -149,6 +156,7 @@ def start_ray(args: argparse.Namespace) -> None:
                 "sees (checkpoints of stage 1 are read by stage 2 trials on any node)"
             )
         print(f"connected to Ray cluster at {address}: {len(nodes)} nodes")
+        _print_metrics_endpoint()
         return
     context = ray.init(
         # "local": always a new, private instance. Without it, ray.init joins whatever
@@ -159,13 +167,27 @@ def start_ray(args: argparse.Namespace) -> None:
         include_dashboard=not args.no_dashboard,
         dashboard_host=args.dashboard_host,
         _node_ip_address="127.0.0.1",
+        _metrics_export_port=args.metrics_port,
         log_to_driver=False,
     )
+    _print_metrics_endpoint()
     if not args.no_dashboard and context.dashboard_url:
         print(
             f"Ray dashboard: http://{context.dashboard_url} (sign in with the token that "
             "`ray get-auth-token` prints; it is in ~/.ray/auth_token)"
         )
+
+
+def _print_metrics_endpoint() -> None:
+    """Where this driver's node exports the sweep's gauges (fno_sweeps.metrics)."""
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node["NodeID"] == here and node.get("MetricsExportPort"):
+            print(
+                f"sweep metrics (Prometheus): http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+            )
 
 
 def _staged_packages(stage: Path) -> list[str]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import heapq
 import math
 import platform
+import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,7 @@ from fno.results import COLUMNS, EVALUATION_SCHEMA, compact, skip_keys, statuses
 from fno.train import TrialConfig, run_trial
 from fno_sweeps.grid import PlannedTrial, trial_flops
 from fno_sweeps.interrupt import Interrupt, tune_stopper
+from fno_sweeps.metrics import SweepMetrics
 
 TRIAL_BATCH = 256  # trials per Tuner.fit(): bounds driver memory and scheduler load on huge grids
 
@@ -146,6 +148,7 @@ class Progress:
     seconds: float = 0.0  # trials' own wall time so far
     flops_run: float = 0.0  # estimated FLOPs of the trials that ran (the rate's numerator)
     flops_left: float = field(init=False)  # ... of the trials without a row yet
+    eta_s: float = 0.0  # the estimated seconds left, as last printed
 
     def __post_init__(self) -> None:
         self.flops_left = sum(self.cost.values()) if self.cost else 0.0
@@ -162,6 +165,7 @@ class Progress:
             eta = self.flops_left / max(self.flops_run, 1.0) * self.seconds / max(1, self.concurrency)
         else:
             eta = left * self.seconds / done / max(1, self.concurrency)
+        self.eta_s = eta
         status = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
         metric = f"test {row['test_rel_l2']:.4f}" if row["status"] == "ok" else row["error"][:80]
         print(
@@ -185,6 +189,8 @@ class Recorder:
     progress: Progress
     interrupt: Interrupt | None = None  # once requested, trials cut short get no row
     on_row: Callable[[], None] | None = None  # called after each row (the live report)
+    metrics: SweepMetrics | None = None  # Ray custom metrics of the run
+    recorded: set[str] = field(default_factory=set)  # keys given a row by this run
 
     @property
     def stopping(self) -> bool:
@@ -213,9 +219,15 @@ class Recorder:
 
     def _write(self, trial: PlannedTrial, row: dict[str, Any]) -> None:
         write_row(self.results_dir, row)
+        self.recorded.add(trial.key)
         self.progress.finished(trial, row)
+        if self.metrics is not None:
+            self.metrics.trial_finished(trial, row, self.progress.eta_s)
         if self.on_row is not None:
-            self.on_row()
+            try:
+                self.on_row()
+            except OSError as err:  # the live report could not start: the sweep goes on
+                print(f"warning: report not refreshed ({err})", file=sys.stderr)
 
 
 class RowWriterCallback:
@@ -230,6 +242,10 @@ class RowWriterCallback:
         class RowWriter(tune.Callback):
             def __init__(self, planned_of: Callable[[Any], PlannedTrial], recorder: Recorder):
                 self.planned_of, self.recorder = planned_of, recorder
+
+            def on_trial_start(self, iteration, trials, trial, **info):
+                if self.recorder.metrics is not None:
+                    self.recorder.metrics.trial_started(self.planned_of(trial).key)
 
             def on_trial_complete(self, iteration, trials, trial, **info):
                 last = trial.last_result or {}
@@ -246,6 +262,8 @@ class RowWriterCallback:
             def on_trial_error(self, iteration, trials, trial, **info):
                 if self.recorder.stopping:
                     return  # killed while stopping: not a failure of the trial
+                if self.planned_of(trial).key in self.recorder.recorded:
+                    return  # it finished and has its row; what failed came after (never overwrite it)
                 error = trial.error_file and Path(trial.error_file).exists() and Path(trial.error_file).read_text()
                 last = (error or "trial raised").strip().splitlines()[-1]
                 self.recorder.record(self.planned_of(trial), None, last[:2000])
@@ -395,7 +413,7 @@ def run_trials(
         smallest = min((settings.gpu_share(t) for t in pending), default=0.0)
         settings = replace(settings, concurrency=resource_slots(settings, smallest))
     progress = Progress(len(pending), settings.concurrency, cost)
-    recorder = Recorder(results_dir, sweep, progress, interrupt, on_row)
+    recorder = Recorder(results_dir, sweep, progress, interrupt, on_row, SweepMetrics(sweep, len(pending)))
     for lo in range(0, len(pending), TRIAL_BATCH):
         if recorder.stopping:
             break

@@ -2,9 +2,11 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from tiny_sweep import TINY
@@ -14,6 +16,12 @@ from fno_sweeps import scaling
 from fno_sweeps.lease import LEASE_NAME, Lease, LeaseHeldError
 from fno_sweeps.live import LiveReport
 from fno_sweeps.runner import result_row
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _sweep_rows(out):
+    return results.read_results(out / "cpu" / "results").to_pandas()
 
 
 def test_a_second_driver_is_refused_with_the_holder_and_the_way_out(tmp_path):
@@ -79,3 +87,77 @@ def test_the_live_report_is_rewritten_in_the_background_and_replaced_whole(tmp_p
     assert not list(tmp_path.glob(".report.html.*"))  # no temp file left
     with pytest.raises(ValueError, match="--report-every"):
         LiveReport(tmp_path, every_s=-1)
+
+
+def _gauges(text: str, name: str) -> dict[str, float]:
+    """{labels: value} of one gauge in a Prometheus text page (labels as written)."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(f"ray_{name}{{"):
+            labels, value = line[len(f"ray_{name}{{") :].rsplit("} ", 1)
+            out[labels] = float(value)
+    return out
+
+
+def test_a_running_sweep_exports_its_state_as_ray_metrics(tmp_path):
+    import re
+    import socket
+    import urllib.request
+
+    from tiny_sweep import TINY_TRIALS
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, str(ROOT / "sweeps" / "scaling.py"), "--out", str(tmp_path), "--no-dashboard",
+           "--no-report", "--concurrency", "1", "--metrics-port", str(port), *TINY,
+           "--set", "downstream.steps=300"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        seen = {}
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(1)
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except OSError:
+                continue
+            ok = {k: v for k, v in _gauges(page, "fno_sweep_trials").items() if 'status="ok"' in k}
+            if ok and max(ok.values()) >= 2:
+                seen = {name: _gauges(page, name) for name in ("fno_sweep_trials", "fno_sweep_trials_running",
+                        "fno_sweep_trials_pending", "fno_sweep_trials_planned", "fno_sweep_eta_seconds",
+                        "fno_sweep_best_val_rel_l2")}  # fmt: skip
+                break
+        rows = _sweep_rows(tmp_path)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert seen, "the sweep's gauges never appeared on Ray's metrics endpoint"
+    ((labels, planned),) = seen["fno_sweep_trials_planned"].items()
+    assert 'sweep="cpu"' in labels and planned == TINY_TRIALS
+    ok = max(v for k, v in seen["fno_sweep_trials"].items() if 'status="ok"' in k)
+    running = max(seen["fno_sweep_trials_running"].values())
+    pending = max(seen["fno_sweep_trials_pending"].values())
+    assert 2 <= ok <= len(rows) and running <= 1 and ok + running + pending == planned  # --concurrency 1
+    assert max(seen["fno_sweep_eta_seconds"].values()) >= 0
+    best = seen["fno_sweep_best_val_rel_l2"]
+    pretrain = [v for k, v in best.items() if re.search(r'curve="poisson/w8-m4/pretrain"', k)]
+    assert pretrain, list(best)
+    assert pretrain[0] == pytest.approx(rows[rows["mode"] == "pretrain"]["val_rel_l2"].min(), rel=1e-6)
+
+
+def test_an_error_after_a_trials_row_never_overwrites_it(tmp_path):
+    from types import SimpleNamespace
+
+    from fno_sweeps.grid import Preset, expand
+    from fno_sweeps.runner import Progress, Recorder, RowWriterCallback
+
+    planned = expand(Preset.load("cpu", {}))[0]
+    recorder = Recorder(tmp_path / "results", "cpu", Progress(1, 1))
+    writer = RowWriterCallback(lambda t: planned, recorder)
+    result = {"status": "ok", "val_rel_l2": 0.1, "test_rel_l2": 0.2, "wall_s": 1.0}
+    trial = SimpleNamespace(last_result={"trial_result": result}, error_file=None)
+    writer.on_trial_complete(0, [], trial)
+    writer.on_trial_error(0, [], trial)  # e.g. a callback after the row raised: Tune calls the trial errored
+    (row,) = results.read_results(tmp_path / "results").to_pylist()
+    assert row["status"] == "ok" and row["test_rel_l2"] == 0.2

@@ -192,6 +192,13 @@ class Recorder:
     metrics: SweepMetrics | None = None  # Ray custom metrics of the run
     recorded: set[str] = field(default_factory=set)  # keys given a row by this run
 
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks and searcher (both hold the recorder) with the
+        # experiment's state, for a restore this tool never does: the live parts (the
+        # interrupt's saved signal handlers, the report's child process, Ray metrics)
+        # stay out of the copy; some hold locks, which do not pickle.
+        return {**self.__dict__, "interrupt": None, "on_row": None, "metrics": None}
+
     @property
     def stopping(self) -> bool:
         return self.interrupt is not None and self.interrupt.requested

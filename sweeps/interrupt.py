@@ -31,6 +31,11 @@ class Interrupt:
         self._previous: dict[int, object] = {}
         self._tune_env: str | None = None
 
+    def __getstate__(self) -> dict:
+        # Tune pickles the stopper, which holds this, with the experiment's state: the
+        # saved handlers stay out (Ray's own SIGTERM handler is a closure over a lock).
+        return {**self.__dict__, "_previous": {}}
+
     @property
     def requested(self) -> bool:
         return self.signum is not None

@@ -107,25 +107,44 @@ def result_row(trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, e
 def trainable(config: dict[str, Any]) -> None:
     """The grid's Tune function trainable: the planned trial's config and checkpoint folder."""
     spec = config["trial"]
-    run_reported_trial(TrialConfig.from_dict(spec["config"]), spec["out_dir"] or None)
+    run_reported_trial(TrialConfig.from_dict(spec["config"]), spec["out_dir"] or None, spec.get("name", ""))
 
 
-def run_reported_trial(trial_config: TrialConfig, out_dir: str | None = None) -> None:
+def run_reported_trial(trial_config: TrialConfig, out_dir: str | None = None, name: str = "") -> None:
     """``run_trial`` inside a Tune worker: every evaluation reported to Tune, then the
-    result (under ``trial_result``, for the driver's row) as the last report."""
+    result (under ``trial_result``, for the driver's row) as the last report.
+
+    Prints a line when the trial starts (its name, node and device) and when it ends, to
+    the worker's log: the Ray dashboard shows a trial actor as ``trainable``, and one
+    actor runs several trials in turn, so its log says which ran when. A trial given a
+    GPU share on a node without CUDA (a logical GPU, as in tests) runs on the CPU and
+    says so."""
+    import ray
+    import torch
     from ray import tune
 
     def report(step: int, epoch: float, train_loss: float, val_rel_l2: float) -> None:
         tune.report({"step": step, "epoch": epoch, "train_loss": train_loss, "val_rel_l2": val_rel_l2})
 
-    import ray
-
-    if trial_config.device == "cuda" and not ray.get_gpu_ids():
+    name = name or f"{trial_config.mode}-{trial_config.family}"
+    node = ray.get_runtime_context().get_node_id()[:12]
+    gpus = ray.get_gpu_ids()
+    if trial_config.device == "cuda" and not gpus:
         raise RuntimeError("this trial asked for a GPU share but Ray assigned it no GPU")
+    device = trial_config.device
+    if device == "cuda" and not torch.cuda.is_available():
+        print(f"[fno] trial {name}: Ray assigned GPU {gpus} (share {trial_config.gpu_share or 1:g}), but CUDA is not "
+              "available on this node: running on the CPU", flush=True)  # fmt: skip
+        trial_config = replace(trial_config, device="cpu", bf16=False, tf32=False)
+        device = "cpu"
+    where = f"GPU {gpus} as cuda (share {trial_config.gpu_share or 1:g})" if device == "cuda" else "CPU"
+    print(f"[fno] trial {name} started on node {node}, {where}", flush=True)
     # With a GPU request Ray sets CUDA_VISIBLE_DEVICES to the assigned GPU: "cuda" is it.
     result = run_trial(trial_config, report, out_dir).to_dict()
     # Host name plus Ray node id: two Ray nodes on one host stay distinguishable.
-    result["node"] = f"{result['node']}/{ray.get_runtime_context().get_node_id()[:12]}"
+    result["node"] = f"{result['node']}/{node}"
+    print(f"[fno] trial {name} ended: {result['status']}, test {result['test_rel_l2']:.4g}, "
+          f"{result['wall_s']:.0f} s", flush=True)  # fmt: skip
     # trial_status at the top level: Tune hands searchers the result flattened.
     final = {"trial_result": result, "trial_status": result["status"]}
     tune.report({**final, "val_rel_l2": result["val_rel_l2"], "step": result["steps"]})
@@ -518,7 +537,8 @@ def _prepare(batch, status, sweep_dir, settings, recorder):
                 recorder.record(trial, None, error)
                 continue
         config = worker_config(trial, sweep_dir, settings)
-        spec = {"key": trial.key, "config": config, "out_dir": out_dir, "gpus": settings.gpu_share(trial)}
+        spec = {"key": trial.key, "name": trial.name, "config": config, "out_dir": out_dir,
+                "gpus": settings.gpu_share(trial)}  # fmt: skip
         runnable.append((trial, spec))
     return runnable
 

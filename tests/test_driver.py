@@ -161,3 +161,25 @@ def test_an_error_after_a_trials_row_never_overwrites_it(tmp_path):
     writer.on_trial_error(0, [], trial)  # e.g. a callback after the row raised: Tune calls the trial errored
     (row,) = results.read_results(tmp_path / "results").to_pylist()
     assert row["status"] == "ok" and row["test_rel_l2"] == 0.2
+
+
+def test_the_stopper_pickles_while_handlers_that_hold_locks_are_saved():
+    import threading
+
+    from ray import cloudpickle
+
+    from fno_sweeps.interrupt import Interrupt, tune_stopper
+
+    lock = threading.Lock()
+
+    def handler(signum, frame):  # like ray.init's SIGTERM handler: a closure over a lock
+        with lock:
+            pass
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        with Interrupt() as interrupt:
+            cloudpickle.dumps(tune_stopper(interrupt))  # Tune pickles it with the experiment state
+        assert signal.getsignal(signal.SIGTERM) is handler  # restored on exit
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -338,6 +339,22 @@ def test_a_failing_trial_is_recorded_and_the_sweep_finishes(tmp_path):
 def test_requests_that_fit_no_node_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"a trial asks for 1 CPUs and 1 GPUs, but the largest node has"):
         scaling.main(["--out", str(tmp_path), "--no-dashboard", "--gpus-per-trial", "1", *TINY])
+
+
+def test_half_gpu_trials_pack_four_to_two_logical_gpus_and_fall_back_to_the_cpu(tmp_path, capsys):
+    # Ray's GPUs are logical: a node offering 2 lets a CPU machine check what a GPU node does.
+    args = ["--out", str(tmp_path), "--no-dashboard", "--no-report", "--num-gpus", "2", "--gpus-per-trial", "0.5",
+            "--cpus-per-trial", "0.5", *TINY, "--set", "downstream.steps=200"]  # fmt: skip
+    assert scaling.main(args) == 0
+    df = _sweep_rows(tmp_path)
+    assert len(df) == TINY_TRIALS and set(df["status"]) == {"ok"}
+    assert set(df["device"]) == {"cpu"}  # no CUDA here: each trial ran on the CPU (and its log says so)
+    start = pd.to_datetime(df["started_at"], utc=True)
+    end = start + pd.to_timedelta(df["wall_s"], unit="s")
+    overlap = max(int(((start <= t) & (end > t)).sum()) for t in start)
+    assert overlap >= 3, f"at most {overlap} trials ran at once; 4 slots of half a GPU were free"
+    with pytest.raises(SystemExit, match=r"asks for 0.5 CPUs and 3 GPUs, but the largest node has \d+ CPUs and 2 GPUs"):
+        scaling.main([*args[:-4], "--gpus-per-trial", "3", "--set", "downstream.steps=200"])
 
 
 def test_auto_gpu_shares_on_nodes_without_gpus_are_refused(monkeypatch):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -146,8 +147,17 @@ def start_ray(args: argparse.Namespace) -> None:
         # below gets token authentication by default and writes its own token.
         os.environ.setdefault("RAY_AUTH_MODE", "token")
         address = args.address or os.environ.get("RAY_ADDRESS") or "auto"
+        check_head_reachable(address)
         with tempfile.TemporaryDirectory(prefix="fno-scaling-modules-") as stage:
-            ray.init(address=address, runtime_env={"py_modules": _staged_packages(Path(stage))}, log_to_driver=False)
+            runtime_env = {"py_modules": _staged_packages(Path(stage))}
+            try:
+                ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+            except ConnectionError as err:  # the head answered, and refused or lost the driver
+                raise SystemExit(
+                    f"error: a Ray head answers at {address} but the driver could not join ({err}). Usual causes: "
+                    "the token (this machine's ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN must hold "
+                    "the cluster's, with RAY_AUTH_MODE=token), or a Ray or Python version other than the cluster's"
+                ) from None
         nodes = [n for n in ray.nodes() if n["Alive"]]
         if len(nodes) > 1 and not args.storage:
             ray.shutdown()
@@ -176,6 +186,38 @@ def start_ray(args: argparse.Namespace) -> None:
             f"Ray dashboard: http://{context.dashboard_url} (sign in with the token that "
             "`ray get-auth-token` prints; it is in ~/.ray/auth_token)"
         )
+
+
+CONNECT_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this long is not there
+
+
+def check_head_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail at once, naming the address and the usual causes, when nothing accepts a
+    connection at the head's address (Ray's own attempt retries for about two minutes
+    and then says only "Timed out while waiting for GCS to become available").
+    ``auto`` is the address a ``ray start --head`` on this machine recorded."""
+    given = address
+    if address == "auto":
+        recorded = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        if not recorded.is_file():
+            raise SystemExit(
+                "error: --cluster without --address or $RAY_ADDRESS, and no Ray head started on this machine "
+                f"({recorded} does not exist): pass --address HEAD:PORT"
+            )
+        address = recorded.read_text().strip()
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"error: --address {given}: expected HOST:PORT, e.g. 10.0.0.1:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise SystemExit(
+            f"error: no Ray head answers at {address} ({err.strerror or err}). Usual causes: no head is running "
+            f"there (start one with `ray start --head --port {port}`); a wrong host or port (the head prints its "
+            "address when it starts; Ray's default port is 6379); a firewall between here and there. Once "
+            "connected, the driver also needs the cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN_PATH) and "
+            "RAY_AUTH_MODE=token"
+        ) from None
 
 
 def _print_metrics_endpoint() -> None:

@@ -320,16 +320,21 @@ def test_a_tiny_sweep_end_to_end_then_resume(tmp_path, capsys):
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_finishes(tmp_path):
-    # GPU shares on a machine without CUDA (Ray offers a logical GPU): every trial raises at run time.
-    gpu = ["--num-gpus", "1", "--gpus-per-trial", "0.2", "--max-retries", "1"]
-    code = scaling.main(["--out", str(tmp_path), "--no-dashboard", *gpu, *TINY])
+    # A file where the checkpoints folder should be: pre-training raises when it saves its
+    # checkpoint (after training), its dependants cannot run, scratch trials are unaffected.
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "checkpoints").write_text("not a folder")
+    code = scaling.main(["--out", str(tmp_path), "--no-dashboard", "--max-retries", "1", *TINY])
     assert code == 0
     df = _sweep_rows(tmp_path)
-    assert len(df) == TINY_TRIALS and set(df["status"]) == {"failed"}
+    assert len(df) == TINY_TRIALS
+    status = df.groupby("mode")["status"].agg(set).to_dict()
+    assert status == {"pretrain": {"failed"}, "finetune": {"failed"}, "zeroshot": {"failed"}, "scratch": {"ok"}}
     pretrain = df[df["mode"] == "pretrain"].iloc[0]
-    assert "CUDA is not available" in pretrain["error"]
+    assert "checkpoints" in pretrain["error"]
     finetune = df[df["mode"] == "finetune"].iloc[0]
     assert "pre-training trial" in finetune["error"] and "failed" in finetune["error"]
+    (tmp_path / "cpu" / "checkpoints").unlink()
     # Once the cause is fixed, --retry-failed runs exactly the failed keys again.
     assert scaling.main(["--out", str(tmp_path), "--no-dashboard", "--retry-failed", *TINY]) == 0
     df = _sweep_rows(tmp_path)
@@ -355,6 +360,15 @@ def test_half_gpu_trials_pack_four_to_two_logical_gpus_and_fall_back_to_the_cpu(
     assert overlap >= 3, f"at most {overlap} trials ran at once; 4 slots of half a GPU were free"
     with pytest.raises(SystemExit, match=r"asks for 0.5 CPUs and 3 GPUs, but the largest node has \d+ CPUs and 2 GPUs"):
         scaling.main([*args[:-4], "--gpus-per-trial", "3", "--set", "downstream.steps=200"])
+
+
+def test_a_wrong_cluster_address_fails_fast_naming_it_and_the_usual_causes(tmp_path):
+    started = time.perf_counter()
+    with pytest.raises(SystemExit, match=r"no Ray head answers at 127.0.0.1:1 .*ray start --head --port 1.*6379"):
+        scaling.main(["--out", str(tmp_path), "--cluster", "--address", "127.0.0.1:1", *TINY])
+    assert time.perf_counter() - started < 15  # Ray's own retries took about two minutes
+    with pytest.raises(SystemExit, match=r"--address nonsense: expected HOST:PORT"):
+        scaling.main(["--out", str(tmp_path), "--cluster", "--address", "nonsense", *TINY])
 
 
 def test_auto_gpu_shares_on_nodes_without_gpus_are_refused(monkeypatch):

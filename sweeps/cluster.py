@@ -180,7 +180,7 @@ def start_ray(args: argparse.Namespace) -> None:
         _metrics_export_port=args.metrics_port,
         log_to_driver=False,
     )
-    _print_metrics_endpoint()
+    _print_metrics_endpoint("127.0.0.1")
     if not args.no_dashboard and context.dashboard_url:
         print(
             f"Ray dashboard: http://{context.dashboard_url} (sign in with the token that "
@@ -220,16 +220,16 @@ def check_head_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> 
         ) from None
 
 
-def _print_metrics_endpoint() -> None:
-    """Where this driver's node exports the sweep's gauges (fno_sweeps.metrics)."""
+def _print_metrics_endpoint(host: str | None = None) -> None:
+    """Where this driver's node exports the sweep's gauges (fno_sweeps.metrics); ``host``
+    instead of the node's address (a local instance: 127.0.0.1)."""
     import ray
 
     here = ray.get_runtime_context().get_node_id()
     for node in ray.nodes():
         if node["NodeID"] == here and node.get("MetricsExportPort"):
-            print(
-                f"sweep metrics (Prometheus): http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
-            )
+            address = host or node["NodeManagerAddress"]
+            print(f"sweep metrics (Prometheus): http://{address}:{node['MetricsExportPort']}/metrics")
 
 
 def _staged_packages(stage: Path) -> list[str]:

@@ -115,8 +115,9 @@ def run_reported_trial(trial_config: TrialConfig, out_dir: str | None = None, na
     result (under ``trial_result``, for the driver's row) as the last report.
 
     Prints a line when the trial starts (its name, node and device) and when it ends, to
-    the worker's log: the Ray dashboard shows a trial actor as ``trainable``, and one
-    actor runs several trials in turn, so its log says which ran when. A trial given a
+    the worker's log (stderr, the dashboard's default log tab): the Ray dashboard shows
+    a trial actor as ``trainable``, and one actor runs several trials in turn, so its
+    log says which ran when. A trial given a
     GPU share on a node without CUDA (a logical GPU, as in tests) runs on the CPU and
     says so."""
     import ray
@@ -134,17 +135,17 @@ def run_reported_trial(trial_config: TrialConfig, out_dir: str | None = None, na
     device = trial_config.device
     if device == "cuda" and not torch.cuda.is_available():
         print(f"[fno] trial {name}: Ray assigned GPU {gpus} (share {trial_config.gpu_share or 1:g}), but CUDA is not "
-              "available on this node: running on the CPU", flush=True)  # fmt: skip
+              "available on this node: running on the CPU", file=sys.stderr, flush=True)  # fmt: skip
         trial_config = replace(trial_config, device="cpu", bf16=False, tf32=False)
         device = "cpu"
     where = f"GPU {gpus} as cuda (share {trial_config.gpu_share or 1:g})" if device == "cuda" else "CPU"
-    print(f"[fno] trial {name} started on node {node}, {where}", flush=True)
+    print(f"[fno] trial {name} started on node {node}, {where}", file=sys.stderr, flush=True)
     # With a GPU request Ray sets CUDA_VISIBLE_DEVICES to the assigned GPU: "cuda" is it.
     result = run_trial(trial_config, report, out_dir).to_dict()
     # Host name plus Ray node id: two Ray nodes on one host stay distinguishable.
     result["node"] = f"{result['node']}/{node}"
     print(f"[fno] trial {name} ended: {result['status']}, test {result['test_rel_l2']:.4g}, "
-          f"{result['wall_s']:.0f} s", flush=True)  # fmt: skip
+          f"{result['wall_s']:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
     # trial_status at the top level: Tune hands searchers the result flattened.
     final = {"trial_result": result, "trial_status": result["status"]}
     tune.report({**final, "val_rel_l2": result["val_rel_l2"], "step": result["steps"]})

@@ -71,6 +71,11 @@ def output_base(args: argparse.Namespace) -> Path:
             "filesystem, or a bucket mounted with s3fs, gcsfuse or similar)"
         )
     base = Path(raw)
+    if in_ray_job() and not base.is_absolute():
+        raise ValueError(
+            f"{flag} {raw}: inside a Ray Job the working directory is a temporary copy that Ray deletes when the job "
+            "ends; pass an absolute folder (every node's, with --storage on a cluster)"
+        )
     gpus = args.gpus_per_trial
     if args.cpus_per_trial <= 0 or (gpus is not None and gpus < 0) or args.max_retries < 0:
         raise ValueError("need --cpus-per-trial > 0, --gpus-per-trial >= 0 and --max-retries >= 0")
@@ -91,6 +96,14 @@ def output_base(args: argparse.Namespace) -> Path:
     if args.concurrency is not None and args.concurrency < 1:
         raise ValueError(f"--concurrency must be at least 1, got {args.concurrency}")
     return base
+
+
+JOB_ENV_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray for a job's entrypoint
+
+
+def in_ray_job() -> bool:
+    """Whether this process is a Ray Job's entrypoint (``ray job submit``)."""
+    return JOB_ENV_VAR in os.environ
 
 
 def check_writable(folder: Path, flag: str) -> None:

@@ -8,6 +8,7 @@ Re-running the same command continues the sweep: finished trials are skipped.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -19,6 +20,7 @@ from fno_sweeps.cluster import (
     add_ray_arguments,
     check_resources,
     check_writable,
+    in_ray_job,
     output_base,
     run_settings,
     start_ray,
@@ -182,6 +184,10 @@ def main(argv=None) -> int:
     except (ValueError, LeaseHeldError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if in_ray_job():
+        # Ray removes the job's working directory as soon as the job is stopped, while this
+        # driver still stops its trials; out of it, nothing the driver does needs it.
+        os.chdir(sweep_dir)
     try:
         return _run(args, argv, trials, sweep, sweep_dir, live)
     finally:

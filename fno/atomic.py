@@ -15,10 +15,22 @@ from typing import BinaryIO
 Writer = Callable[[BinaryIO], object]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# The mode an ordinary new file gets (mkstemp's own is 0600, which would hide a sweep's
+# results and report from the collaborators the umask lets read them). Read once.
+FILE_MODE = 0o666 & ~_umask()
+
+
 def write_temp(directory: Path, prefix: str, write: Writer) -> Path:
     """Write through ``write(file)`` to a new, uniquely named temp file in ``directory``, fsynced."""
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{prefix}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()

@@ -612,3 +612,13 @@ def test_dependency_order_treats_a_diverged_pretraining_as_unusable(tmp_path):
     df = results.read_results(tmp_path).to_pandas()
     assert len(df) == 22 and set(df["pretrained_key"]) == {first}
     assert df["error"].str.contains("is diverged").all()
+
+
+def test_rows_and_reports_get_the_modes_the_umask_gives_ordinary_files(tmp_path):
+    from fno.atomic import FILE_MODE, atomic_write
+
+    path = tmp_path / "report.html"
+    atomic_write(path, lambda fh: fh.write(b"<html></html>"))
+    results.write_row(tmp_path / "results", _row("a"))
+    for written in (path, *(tmp_path / "results").glob("*.parquet")):
+        assert written.stat().st_mode & 0o777 == FILE_MODE

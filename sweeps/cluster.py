@@ -62,9 +62,15 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", type=int, default=0, help="Ray Tune's own console output level (0-3)")
 
 
+def destination_flag(args: argparse.Namespace) -> str:
+    """The flag that names where results go, for messages: --storage if given, else --out."""
+    return "--storage" if args.storage else "--out"
+
+
 def output_base(args: argparse.Namespace) -> Path:
     """Where sweeps go: --storage on a cluster, else --out; checks the execution flags first."""
-    flag, raw = ("--storage", args.storage) if args.storage else ("--out", str(args.out))
+    flag = destination_flag(args)
+    raw = args.storage if args.storage else str(args.out)
     if "://" in raw:  # checked on the text: Path() would collapse s3://b/p to s3:/b/p, a local folder
         raise ValueError(
             f"{flag} {raw}: object-store URIs are not supported; use a folder every node sees (a shared "

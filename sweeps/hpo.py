@@ -38,6 +38,7 @@ from fno_sweeps.cluster import (
     add_ray_arguments,
     check_resources,
     check_writable,
+    destination_flag,
     output_base,
     run_settings,
     start_ray,
@@ -285,7 +286,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         setting = plan(args)
-        check_writable(setting.sweep_dir, "--storage" if args.storage else "--out")
+        check_writable(setting.sweep_dir, destination_flag(args))
         command = shlex.join(["python", "sweeps/hpo.py", *(sys.argv[1:] if argv is None else argv)])
         lease = Lease(setting.sweep_dir, command, take_over=args.take_over)
         lease.acquire()

@@ -20,6 +20,7 @@ from fno_sweeps.cluster import (
     add_ray_arguments,
     check_resources,
     check_writable,
+    destination_flag,
     in_ray_job,
     output_base,
     run_settings,
@@ -177,7 +178,7 @@ def main(argv=None) -> int:
         print_plan(preset, trials, sweep_dir, args.throughput, run_settings(args))
         return 0
     try:
-        check_writable(sweep_dir, "--storage" if args.storage else "--out")
+        check_writable(sweep_dir, destination_flag(args))
         live = LiveReport(sweep_dir, 0 if args.no_report else args.report_every)
         lease = Lease(sweep_dir, continue_command(argv), take_over=args.take_over)
         lease.acquire()

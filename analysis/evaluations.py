@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fno.storage import Location, location
 from fno.vocabulary import DOWNSTREAM_MODES
 from fno_analysis.fit import mean_interval
 from fno_analysis.points import POINT_KEYS, with_study_columns
@@ -24,11 +25,11 @@ EVALUATION_COLUMNS = ["key", "resolution", "metric", "value"]
 BAND_METRICS = ("rel_l2_low", "rel_l2_mid", "rel_l2_high")
 
 
-def read_evaluations_table(path: str | Path) -> pd.DataFrame:
+def read_evaluations_table(path: str | Path | Location) -> pd.DataFrame:
     """The evaluations of a sweep folder (``<out>/<sweep>``); empty if it has none."""
     from fno.results import read_evaluations
 
-    folder = Path(path) / "evaluations"
+    folder = location(path) / "evaluations"
     if not folder.is_dir():
         return pd.DataFrame(columns=EVALUATION_COLUMNS)
     return read_evaluations(folder).to_pandas()

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from fno.storage import location
 from fno_analysis.evaluations import read_evaluations_table
 from fno_analysis.points import read_table
 
@@ -117,7 +118,7 @@ def export_sweep(sweep_dir: str | Path, tracking_uri: str, experiment: str | Non
     from tqdm import tqdm
 
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # not two lines per run
-    sweep_dir = Path(sweep_dir)
+    sweep_dir = location(sweep_dir)
     df = read_table(sweep_dir)
     evaluations = read_evaluations_table(sweep_dir)
     by_key = {k: g.to_dict("records") for k, g in evaluations.groupby("key")} if not evaluations.empty else {}

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fno.storage import Location, location
 from fno.vocabulary import DOWNSTREAM_MODES, FITTED_MODES, SHIFTS
 
 REQUIRED_COLUMNS = (
@@ -76,18 +77,20 @@ def check_columns(df: pd.DataFrame, required: Sequence[str] = REQUIRED_COLUMNS) 
         )
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A results table from a sweep folder (``<out>/<sweep>``), its ``results`` folder or a Parquet file."""
+def read_table(path: str | Path | Location) -> pd.DataFrame:
+    """A results table from a sweep folder (``<out>/<sweep>``, local or an object-store
+    URI), its ``results`` folder or a Parquet file."""
     from fno.results import read_results
 
-    path = Path(path)
+    path = location(path)
     if (path / "results").is_dir():
         path = path / "results"
     if not path.exists():
         raise FileNotFoundError(f"no results at {path}: pass a sweep folder <out>/<sweep> or its results folder")
     if path.is_dir():
         return read_results(path).to_pandas()
-    return pd.read_parquet(path)
+    with path.open_input() as fh:
+        return pd.read_parquet(fh)
 
 
 def select_points(df: pd.DataFrame) -> pd.DataFrame:

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fno.atomic import atomic_write
 from fno.metrics import BAND_EDGES
+from fno.storage import Location, location
 from fno.vocabulary import FINETUNE_STRATEGIES
 from fno_analysis.diagnostics import CHECKS, diagnose, floor_artefacts, probe_table
 from fno_analysis.evaluations import (
@@ -905,7 +905,7 @@ def write_html(report: Report, path: Path, title: str) -> None:
         f"<h1>{html.escape(title)}</h1><ul>{notes}</ul>{''.join(text)}{''.join(parts)}"
         f"<h3>Failed and diverged trials</h3>{_failed_table_html(report.health)}</body></html>"
     )
-    atomic_write(path, lambda fh: fh.write(page.encode("utf-8")))  # a reload mid-sweep sees a whole page
+    location(path).write_bytes(page.encode("utf-8"))  # a reload mid-sweep sees a whole page
 
 
 def _markdown_table(df: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
@@ -943,12 +943,15 @@ def write_summary(report: Report, path: Path, title: str) -> None:
         _markdown_table(health),
     ]
     text = "\n\n".join(sections) + "\n"
-    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+    location(path).write_bytes(text.encode("utf-8"))
 
 
-def write_report(sweep_dir: str | Path, target_error: float | None = None, n_boot: int = 200) -> tuple[Path, Path]:
-    """Read ``<sweep_dir>/results``, write ``report.html`` and ``summary.md`` beside it."""
-    sweep_dir = Path(sweep_dir)
+def write_report(
+    sweep_dir: str | Path | Location, target_error: float | None = None, n_boot: int = 200
+) -> tuple[Location, Location]:
+    """Read ``<sweep_dir>/results``, write ``report.html`` and ``summary.md`` beside it
+    (``sweep_dir``: a folder or an object-store URI)."""
+    sweep_dir = location(sweep_dir)
     df = read_table(sweep_dir)
     evaluations = read_evaluations_table(sweep_dir)
     report = build_report(df, target_error=target_error, n_boot=n_boot, evaluations=evaluations)
@@ -961,7 +964,7 @@ def write_report(sweep_dir: str | Path, target_error: float | None = None, n_boo
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write report.html and summary.md for a sweep.")
-    parser.add_argument("sweep_dir", help="the sweep's folder, <out>/<sweep> (holds results/)")
+    parser.add_argument("sweep_dir", help="the sweep's folder, <out>/<sweep> (holds results/), or its URI")
     add_fit_arguments(parser)
     args = parser.parse_args(argv)
     try:

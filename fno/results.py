@@ -1,6 +1,7 @@
 """The results table: one typed schema, one Parquet file per finished trial.
 
-The table of a sweep is the folder ``<out>/<sweep>/results/``: every finished trial
+The table of a sweep is the folder ``<out>/<sweep>/results/`` (a local folder or an
+object-store prefix: ``fno.storage``): every finished trial
 is written there as ``<key>.parquet`` (one row, atomic: temp file + rename), so a
 crash never loses a finished row and a re-run never duplicates one (same key, same
 file). ``compact`` merges those files into one ``part-<ns>.parquet`` (written before
@@ -21,14 +22,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fno.atomic import atomic_write
+from fno.storage import Location, location
 from fno.vocabulary import STATUSES
 
 STAGES = ("pretrain", "downstream", "hpo", "probe")  # probe: a downstream trial again at twice its budget
@@ -120,14 +120,16 @@ def _check_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return {c: row[c] for c in COLUMNS}
 
 
-def write_row(results_dir: str | os.PathLike, row: Mapping[str, Any]) -> Path:
+def write_row(results_dir: str | os.PathLike | Location, row: Mapping[str, Any]) -> Location:
     """Write one trial's row as ``<key>.parquet``, atomically; return its path."""
     checked = _check_row(row)
     table = pa.Table.from_pylist([checked], schema=SCHEMA)
-    return _write_table(Path(results_dir), checked["key"], table)
+    return _write_table(location(results_dir), checked["key"], table)
 
 
-def write_evaluations(evaluations_dir: str | os.PathLike, key: str, rows: list[Mapping[str, Any]]) -> Path | None:
+def write_evaluations(
+    evaluations_dir: str | os.PathLike | Location, key: str, rows: list[Mapping[str, Any]]
+) -> Location | None:
     """Write one trial's evaluation rows ({resolution, metric, value}) as ``<key>.parquet``,
     atomically (before its results row); None if there are none."""
     if not rows:
@@ -136,23 +138,23 @@ def write_evaluations(evaluations_dir: str | os.PathLike, key: str, rows: list[M
         if set(row) != {"resolution", "metric", "value"}:
             raise ValueError(f"an evaluation row has the fields resolution, metric and value; got {sorted(row)}")
     table = pa.Table.from_pylist([{"key": key, **row} for row in rows], schema=EVALUATION_SCHEMA)
-    return _write_table(Path(evaluations_dir), key, table)
+    return _write_table(location(evaluations_dir), key, table)
 
 
-def _write_table(directory: Path, key: str, table: pa.Table) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
+def _write_table(directory: Location, key: str, table: pa.Table) -> Location:
     path = directory / f"{key}.parquet"
-    atomic_write(path, lambda fh: pq.write_table(table, fh))
+    path.write(lambda fh: pq.write_table(table, fh))
     return path
 
 
 PART_PREFIX = "part-"  # compacted files: part-<time in ns>.parquet, so names sort by age
 
 
-def _read_file(path: Path, schema: pa.Schema = SCHEMA) -> pa.Table:
+def _read_file(path: Location, schema: pa.Schema = SCHEMA) -> pa.Table:
     kind = "results" if schema is SCHEMA else "evaluations"
     try:
-        table = pq.read_table(path)
+        with path.open_input() as fh:
+            table = pq.read_table(fh)
     except FileNotFoundError:
         raise
     except (pa.ArrowInvalid, OSError) as err:
@@ -168,9 +170,9 @@ def _read_file(path: Path, schema: pa.Schema = SCHEMA) -> pa.Table:
     return table.select(list(columns)).cast(schema)
 
 
-def _result_files(directory: Path) -> list[Path]:
+def _result_files(directory: Location) -> list[Location]:
     """Parquet files in precedence order: parts oldest first, then one-row files."""
-    files = sorted(directory.glob("*.parquet")) if directory.exists() else []
+    files = directory.files(".parquet")
     parts = [p for p in files if p.name.startswith(PART_PREFIX)]
     return parts + [p for p in files if not p.name.startswith(PART_PREFIX)]
 
@@ -192,13 +194,13 @@ def _latest_per_key(tables: list[pa.Table]) -> pa.Table:
 READ_ATTEMPTS = 5  # listings tried when files vanish mid-read (another process compacting)
 
 
-def _read_table(directory: str | os.PathLike, schema: pa.Schema) -> pa.Table:
+def _read_table(directory: str | os.PathLike | Location, schema: pa.Schema) -> pa.Table:
     """Every file's rows, each key's from its latest file. A file that vanishes between
     listing and reading was merged into a newer part by a compaction (which writes the
     part before it deletes): the folder is listed and read again."""
     for _ in range(READ_ATTEMPTS):
         try:
-            tables = [_read_file(path, schema) for path in _result_files(Path(directory))]
+            tables = [_read_file(path, schema) for path in _result_files(location(directory))]
         except FileNotFoundError:
             continue
         return _latest_per_key(tables) if tables else schema.empty_table()
@@ -206,7 +208,7 @@ def _read_table(directory: str | os.PathLike, schema: pa.Schema) -> pa.Table:
                        "looping? Try again when the sweep is idle")  # fmt: skip
 
 
-def read_results(results_dir: str | os.PathLike) -> pa.Table:
+def read_results(results_dir: str | os.PathLike | Location) -> pa.Table:
     """All rows under ``results_dir`` as one table of SCHEMA, one row per key (empty if none).
 
     A file that is not a readable table of this schema is an error naming the file
@@ -215,13 +217,13 @@ def read_results(results_dir: str | os.PathLike) -> pa.Table:
     return _read_table(results_dir, SCHEMA)
 
 
-def read_evaluations(evaluations_dir: str | os.PathLike) -> pa.Table:
+def read_evaluations(evaluations_dir: str | os.PathLike | Location) -> pa.Table:
     """All evaluation rows under ``evaluations_dir`` (EVALUATION_SCHEMA; empty if none),
     each key's from its latest file; errors as ``read_results``."""
     return _read_table(evaluations_dir, EVALUATION_SCHEMA)
 
 
-def compact(directory: str | os.PathLike, schema: pa.Schema = SCHEMA) -> int:
+def compact(directory: str | os.PathLike | Location, schema: pa.Schema = SCHEMA) -> int:
     """Merge every file of a results (or, with EVALUATION_SCHEMA, evaluations) folder into
     one new part file; return the rows it holds.
 
@@ -230,7 +232,7 @@ def compact(directory: str | os.PathLike, schema: pa.Schema = SCHEMA) -> int:
     written meanwhile (only the files read are removed). Does nothing with fewer than
     two files, or if a file vanished while reading (another process compacting).
     """
-    directory = Path(directory)
+    directory = location(directory)
     files = _result_files(directory)
     if len(files) < 2:
         return 0
@@ -238,13 +240,13 @@ def compact(directory: str | os.PathLike, schema: pa.Schema = SCHEMA) -> int:
         table = _latest_per_key([_read_file(path, schema) for path in files])
     except FileNotFoundError:
         return 0
-    atomic_write(directory / f"{PART_PREFIX}{time.time_ns()}.parquet", lambda fh: pq.write_table(table, fh))
+    (directory / f"{PART_PREFIX}{time.time_ns()}.parquet").write(lambda fh: pq.write_table(table, fh))
     for path in files:
-        path.unlink(missing_ok=True)
+        path.delete()
     return table.num_rows
 
 
-def statuses(results_dir: str | os.PathLike) -> dict[str, str]:
+def statuses(results_dir: str | os.PathLike | Location) -> dict[str, str]:
     """key -> status of every row under ``results_dir``."""
     table = read_results(results_dir)
     return dict(zip(table.column("key").to_pylist(), table.column("status").to_pylist(), strict=True))
@@ -255,6 +257,6 @@ def skip_keys(status: Mapping[str, str], include_failed: bool = True) -> set[str
     return {k for k, s in status.items() if include_failed or s != "failed"}
 
 
-def finished_keys(results_dir: str | os.PathLike, include_failed: bool = True) -> set[str]:
+def finished_keys(results_dir: str | os.PathLike | Location, include_failed: bool = True) -> set[str]:
     """Keys with a row (optionally leaving out failed ones, so they are run again)."""
     return skip_keys(statuses(results_dir), include_failed)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import math
 import os
@@ -36,12 +37,12 @@ import torch
 import torch.nn.functional as F
 
 from fno import __version__
-from fno.atomic import atomic_write
 from fno.checks import check_choice, check_int
 from fno.config import check_known_fields, load_toml, parse_overrides
 from fno.data import MIN_RESOLUTION, DatasetSpec, Fields, Normalization, load_fields
 from fno.metrics import band_errors, relative_l2, summarize
 from fno.model import FNO2d, FNOConfig, check_modes
+from fno.storage import Location, location
 from fno.vocabulary import FINETUNE_STRATEGIES, PRETRAINED_MODES, RANDOM_INIT_MODES, TRAINING_MODES
 
 CHECKPOINT_FORMAT = "fno-scaling-checkpoint"
@@ -303,7 +304,9 @@ class TrialResult:
 # -------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(path: str | os.PathLike, model: FNO2d, norm: Normalization, config: TrialConfig, **extra) -> None:
+def save_checkpoint(
+    path: str | os.PathLike | Location, model: FNO2d, norm: Normalization, config: TrialConfig, **extra
+) -> None:
     """One self-describing dict: rebuilds the model and its normalisation; atomic write."""
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
@@ -316,18 +319,17 @@ def save_checkpoint(path: str | os.PathLike, model: FNO2d, norm: Normalization, 
         "trial_config": config.to_dict(),
         **extra,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda fh: torch.save(checkpoint, fh))
+    location(path).write(lambda fh: torch.save(checkpoint, fh))
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[FNO2d, Normalization, dict[str, Any]]:
+def load_checkpoint(path: str | os.PathLike | Location) -> tuple[FNO2d, Normalization, dict[str, Any]]:
     """(model on CPU, normalisation, the checkpoint dict); loaded with weights_only=True."""
-    path = Path(path)
+    path = location(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained checkpoint {path} not found")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        source = path.local if path.is_local else io.BytesIO(path.read_bytes())
+        checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a damaged or foreign file
         raise ValueError(f"{path} is not a readable checkpoint: {type(err).__name__}: {err}") from err
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
@@ -645,7 +647,7 @@ def _run_trial(
         evaluations = test_metrics(run.model, run.norm, run.tests, config.batch_size, autocast)
         test_err = evaluations[0]["value"]  # rel_l2 at the training resolution
         if out_dir is not None:
-            checkpoint = str(Path(out_dir) / "checkpoint.pt")
+            checkpoint = str(location(out_dir) / "checkpoint.pt")
             save_checkpoint(checkpoint, run.model, run.norm, config, best_step=best.step, val_rel_l2=best.val_rel_l2)
     return TrialResult(
         status=trained.status,

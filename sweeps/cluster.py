@@ -14,8 +14,10 @@ import os
 import shutil
 import socket
 import tempfile
+import uuid
 from pathlib import Path
 
+from fno.storage import Location, location, open_location
 from fno_sweeps.runner import RunSettings
 
 
@@ -23,7 +25,12 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
     """The flags that say where and how trials run (none of them changes a trial's key)."""
     p.add_argument("--cluster", action="store_true", help="connect to an existing Ray cluster")
     p.add_argument("--address", default=None, help="cluster address (default: $RAY_ADDRESS, else auto)")
-    p.add_argument("--storage", default=None, help="shared folder for results and checkpoints on a cluster")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="where every node reads and writes results and checkpoints on a cluster: a shared folder, or a "
+        "bucket URI (s3://bucket/prefix, gs://bucket/prefix; credentials from the store's usual environment)",
+    )
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument(
         "--gpus-per-trial",
@@ -67,17 +74,13 @@ def destination_flag(args: argparse.Namespace) -> str:
     return "--storage" if args.storage else "--out"
 
 
-def output_base(args: argparse.Namespace) -> Path:
-    """Where sweeps go: --storage on a cluster, else --out; checks the execution flags first."""
+def output_base(args: argparse.Namespace) -> Location:
+    """Where sweeps go: --storage on a cluster, else --out (a folder, or an object-store
+    URI such as s3://bucket/prefix); checks the execution flags first."""
     flag = destination_flag(args)
     raw = args.storage if args.storage else str(args.out)
-    if "://" in raw:  # checked on the text: Path() would collapse s3://b/p to s3:/b/p, a local folder
-        raise ValueError(
-            f"{flag} {raw}: object-store URIs are not supported; use a folder every node sees (a shared "
-            "filesystem, or a bucket mounted with s3fs, gcsfuse or similar)"
-        )
-    base = Path(raw)
-    if in_ray_job() and not base.is_absolute():
+    base = open_location(raw, flag)  # on the text: Path() would collapse s3://b/p to s3:/b/p, a local folder
+    if in_ray_job() and base.is_local and not base.local.is_absolute():
         raise ValueError(
             f"{flag} {raw}: inside a Ray Job the working directory is a temporary copy that Ray deletes when the job "
             "ends; pass an absolute folder (every node's, with --storage on a cluster)"
@@ -112,13 +115,16 @@ def in_ray_job() -> bool:
     return JOB_ENV_VAR in os.environ
 
 
-def check_writable(folder: Path, flag: str) -> None:
-    """Create ``folder`` and write a probe file in it, or fail naming the flag and folder
-    (before Ray starts, so that no trial runs into a place its row cannot go)."""
+def check_writable(folder: Path | Location, flag: str) -> None:
+    """Create ``folder`` and write (then delete) a probe file in it, or fail naming the
+    flag and folder (before Ray starts, so that no trial runs into a place its row cannot
+    go). In an object store this also checks the bucket, the credentials and the endpoint."""
+    folder = location(folder)
+    probe = folder / f".write-probe-{uuid.uuid4().hex}"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
-            pass
+        folder.mkdir()
+        probe.write_bytes(b"")
+        probe.delete()
     except OSError as err:
         raise ValueError(f"{flag}: cannot create or write the sweep folder {folder} ({err.strerror or err})") from err
 
@@ -182,7 +188,7 @@ def start_ray(args: argparse.Namespace) -> None:
             ray.shutdown()
             raise SystemExit(
                 f"error: the cluster at {address} has {len(nodes)} nodes; pass --storage with a folder every node "
-                "sees (checkpoints of stage 1 are read by stage 2 trials on any node)"
+                "sees or a bucket URI (checkpoints of stage 1 are read by stage 2 trials on any node)"
             )
         print(f"connected to Ray cluster at {address}: {len(nodes)} nodes")
         _print_metrics_endpoint()

@@ -158,7 +158,13 @@ def plan(args: argparse.Namespace) -> Setting:
     grace = args.grace_steps or max(template.config.eval_every, space.steps[0] // 2)
     if grace < 1:
         raise ValueError(f"--grace-steps must be at least 1, got {grace}")
-    return Setting(template, pretrain, space, sweep, output_base(args) / sweep, f"study-{study}", grace)
+    base = output_base(args)
+    if not base.is_local:
+        raise ValueError(
+            f"{destination_flag(args)} {base}: the Optuna search keeps its study in a journal file, which needs a "
+            "filesystem (a shared one with --cluster); object-store URIs are for sweeps/scaling.py"
+        )
+    return Setting(template, pretrain, space, sweep, base.local / sweep, f"study-{study}", grace)
 
 
 def searched_fields(config: dict[str, Any]) -> dict[str, Any]:

@@ -9,9 +9,10 @@ holder's host, pid and start time and the way out (``--take-over``, for a holder
 to be dead); a lease not renewed for TTL_S seconds, or held by a process of this host
 that no longer exists, is taken over with a warning.
 
-Works on any folder every node sees (NFS, Lustre, GPFS): writes are atomic renames,
-and a driver that takes a lease reads it back after a moment to make sure a rival
-did not take it at the same time.
+Works on any folder every node sees (NFS, Lustre, GPFS: writes are atomic renames) and
+in an object store (S3, GCS: one object written whole, read-after-write consistent);
+a driver that takes a lease reads it back after a moment to make sure a rival did not
+take it at the same time.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from fno.atomic import atomic_write
+from fno.storage import Location, location
 
 LEASE_NAME = "driver.lease"
 TTL_S = 120.0  # a lease not renewed for this long is stale (its driver died without removing it)
@@ -51,9 +52,9 @@ class LeaseHeldError(RuntimeError):
     """Another live driver holds the sweep folder."""
 
 
-def _read(path: Path) -> Holder | None:
+def _read(path: Location) -> Holder | None:
     try:
-        return Holder(**json.loads(path.read_text()))
+        return Holder(**json.loads(path.read_bytes()))
     except FileNotFoundError:
         return None
     except (ValueError, TypeError):  # unreadable: treat as stale, it is replaced
@@ -73,8 +74,8 @@ def _alive_here(pid: int) -> bool:
 class Lease:
     """The lease of ``sweep_dir`` for this process; use as a context manager around the run."""
 
-    def __init__(self, sweep_dir: Path, command: str, take_over: bool = False, ttl_s: float = TTL_S) -> None:
-        self.path = Path(sweep_dir) / LEASE_NAME
+    def __init__(self, sweep_dir: Path | Location, command: str, take_over: bool = False, ttl_s: float = TTL_S) -> None:
+        self.path = location(sweep_dir) / LEASE_NAME
         self.take_over, self.ttl_s = take_over, ttl_s
         now = time.time()
         self.me = Holder(socket.gethostname(), os.getpid(), now, now, command)
@@ -91,7 +92,7 @@ class Lease:
 
     def _write(self, renewed: float) -> None:
         holder = Holder(**{**asdict(self.me), "renewed": renewed})
-        atomic_write(self.path, lambda fh: fh.write(json.dumps(asdict(holder)).encode()))
+        self.path.write_bytes(json.dumps(asdict(holder)).encode())
 
     def acquire(self) -> None:
         """Take the lease, or raise LeaseHeldError naming the holder; warns on stderr when it
@@ -110,7 +111,6 @@ class Lease:
                 )
             why = "--take-over" if not (stale or dead_here) else "it is stale" if stale else "its process is gone"
             print(f"warning: taking over the sweep's lease from {holder.describe(now)} ({why})", file=sys.stderr)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write(now)
         time.sleep(SETTLE_S)
         if not self._mine(_read(self.path)):  # a rival wrote after us: it has the sweep
@@ -131,7 +131,7 @@ class Lease:
         if self._thread is not None:
             self._thread.join()
         if self._mine(_read(self.path)):
-            self.path.unlink(missing_ok=True)
+            self.path.delete()
 
     def __enter__(self) -> Lease:
         self.acquire()

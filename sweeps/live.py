@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from fno.storage import Location, location
+
 DEFAULT_EVERY_S = 300.0
 
 
@@ -22,10 +24,10 @@ class LiveReport:
     """Refreshes the report of ``sweep_dir`` from ``maybe_refresh`` calls (one per finished
     trial); ``close`` ends a refresh still running."""
 
-    def __init__(self, sweep_dir: Path, every_s: float = DEFAULT_EVERY_S) -> None:
+    def __init__(self, sweep_dir: Path | Location, every_s: float = DEFAULT_EVERY_S) -> None:
         if every_s < 0:
             raise ValueError(f"--report-every must be >= 0 seconds (0: only at the end), got {every_s:g}")
-        self.sweep_dir, self.every_s = Path(sweep_dir), every_s
+        self.sweep_dir, self.every_s = location(sweep_dir), every_s
         self.last = time.monotonic()  # the first refresh comes every_s after the start
         self.process: subprocess.Popen | None = None
         self.refreshes = 0

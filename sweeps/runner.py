@@ -35,6 +35,7 @@ from fno import __version__
 from fno.memory import gpu_share, trial_memory
 from fno.model import FNOConfig
 from fno.results import COLUMNS, EVALUATION_SCHEMA, compact, skip_keys, statuses, write_evaluations, write_row
+from fno.storage import Location, location
 from fno.train import TrialConfig, run_trial
 from fno_sweeps.grid import PlannedTrial, trial_flops
 from fno_sweeps.interrupt import Interrupt, tune_stopper
@@ -43,8 +44,8 @@ from fno_sweeps.metrics import SweepMetrics
 TRIAL_BATCH = 256  # trials per Tuner.fit(): bounds driver memory and scheduler load on huge grids
 
 
-def checkpoint_path(sweep_dir: Path, key: str) -> Path:
-    return sweep_dir / "checkpoints" / key / "checkpoint.pt"
+def checkpoint_path(sweep_dir: Path | Location, key: str) -> Location:
+    return location(sweep_dir) / "checkpoints" / key / "checkpoint.pt"
 
 
 def result_row(trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, error: str = "") -> dict[str, Any]:
@@ -204,7 +205,7 @@ class Recorder:
     two leaves evaluations without a row, which the trial's re-run overwrites).
     """
 
-    results_dir: Path
+    results_dir: Location
     sweep: str
     progress: Progress
     interrupt: Interrupt | None = None  # once requested, trials cut short get no row
@@ -224,8 +225,8 @@ class Recorder:
         return self.interrupt is not None and self.interrupt.requested
 
     @property
-    def evaluations_dir(self) -> Path:
-        return self.results_dir.parent / "evaluations"
+    def evaluations_dir(self) -> Location:
+        return location(self.results_dir).parent / "evaluations"
 
     def record(self, trial: PlannedTrial, result: dict[str, Any] | None, error: str = "") -> None:
         if result is not None:
@@ -418,7 +419,7 @@ class RunSettings:
 def run_trials(
     trials: Sequence[PlannedTrial],
     sweep: str,
-    sweep_dir: Path,
+    sweep_dir: Path | Location,
     settings: RunSettings,
     interrupt: Interrupt | None = None,
     on_row: Callable[[], None] | None = None,
@@ -430,6 +431,7 @@ def run_trials(
     ``interrupt`` (``fno_sweeps.interrupt``): once requested, Tune stops and no further
     batch starts. ``on_row``: called after each row is written.
     """
+    sweep_dir = location(sweep_dir)
     results_dir = sweep_dir / "results"
     status = statuses(results_dir)
     done = skip_keys(status, include_failed=not settings.retry_failed)
@@ -544,7 +546,7 @@ def _prepare(batch, status, sweep_dir, settings, recorder):
     return runnable
 
 
-def worker_config(trial: PlannedTrial, sweep_dir: Path, settings: RunSettings) -> dict[str, Any]:
+def worker_config(trial: PlannedTrial, sweep_dir: Path | Location, settings: RunSettings) -> dict[str, Any]:
     """The TrialConfig fields a worker runs: the trial's, its execution settings, and the
     absolute path of its pre-trained checkpoint (if any) under ``sweep_dir``."""
     config = trial.config.to_dict()

@@ -11,11 +11,12 @@ import argparse
 import os
 import shlex
 import sys
+import tempfile
 import time
-from pathlib import Path
 
 from fno.config import parse_overrides
 from fno.results import finished_keys
+from fno.storage import Location
 from fno_sweeps.cluster import (
     add_ray_arguments,
     check_resources,
@@ -83,7 +84,7 @@ def plan(args: argparse.Namespace):
     return preset, trials, sweep, base / sweep
 
 
-def print_plan(preset, trials, sweep_dir: Path, throughput: float | None, settings=None) -> None:
+def print_plan(preset, trials, sweep_dir: Location, throughput: float | None, settings=None) -> None:
     from collections import Counter
 
     done = finished_keys(sweep_dir / "results")
@@ -175,7 +176,11 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print_plan(preset, trials, sweep_dir, args.throughput, run_settings(args))
+        try:
+            print_plan(preset, trials, sweep_dir, args.throughput, run_settings(args))
+        except OSError as err:  # an object store that does not answer
+            print(f"error: {destination_flag(args)}: cannot read the sweep folder {sweep_dir} ({err})", file=sys.stderr)
+            return 2
         return 0
     try:
         check_writable(sweep_dir, destination_flag(args))
@@ -188,7 +193,7 @@ def main(argv=None) -> int:
     if in_ray_job():
         # Ray removes the job's working directory as soon as the job is stopped, while this
         # driver still stops its trials; out of it, nothing the driver does needs it.
-        os.chdir(sweep_dir)
+        os.chdir(sweep_dir.local if sweep_dir.is_local else tempfile.gettempdir())
     try:
         return _run(args, argv, trials, sweep, sweep_dir, live)
     finally:
@@ -196,7 +201,7 @@ def main(argv=None) -> int:
         lease.release()
 
 
-def _run(args, argv, trials, sweep: str, sweep_dir: Path, live: LiveReport) -> int:
+def _run(args, argv, trials, sweep: str, sweep_dir: Location, live: LiveReport) -> int:
     """The sweep itself, once its folder is writable and this driver holds it."""
     started = time.perf_counter()
     done = finished_keys(sweep_dir / "results", include_failed=not args.retry_failed)
@@ -249,7 +254,7 @@ def continue_command(argv=None) -> str:
     return shlex.join(["python", "sweeps/scaling.py", *args])
 
 
-def write_sweep_report(sweep_dir: Path) -> None:
+def write_sweep_report(sweep_dir: Location) -> None:
     """The report at the end of a run; a failure here is reported, and the results stay."""
     from fno_analysis.report import write_report
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import free_port, sweep_rows
 from tiny_sweep import TINY
 
 from fno import results
@@ -18,10 +19,6 @@ from fno_sweeps.live import LiveReport
 from fno_sweeps.runner import result_row
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _sweep_rows(out):
-    return results.read_results(out / "cpu" / "results").to_pandas()
 
 
 def test_a_second_driver_is_refused_with_the_holder_and_the_way_out(tmp_path):
@@ -101,14 +98,11 @@ def _gauges(text: str, name: str) -> dict[str, float]:
 
 def test_a_running_sweep_exports_its_state_as_ray_metrics(tmp_path):
     import re
-    import socket
     import urllib.request
 
     from tiny_sweep import TINY_TRIALS
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = [sys.executable, str(ROOT / "sweeps" / "scaling.py"), "--out", str(tmp_path), "--no-dashboard",
            "--no-report", "--concurrency", "1", "--metrics-port", str(port), *TINY,
            "--set", "downstream.steps=300"]  # fmt: skip
@@ -128,7 +122,7 @@ def test_a_running_sweep_exports_its_state_as_ray_metrics(tmp_path):
                         "fno_sweep_trials_pending", "fno_sweep_trials_planned", "fno_sweep_eta_seconds",
                         "fno_sweep_best_val_rel_l2")}  # fmt: skip
                 break
-        rows = _sweep_rows(tmp_path)
+        rows = sweep_rows(tmp_path)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

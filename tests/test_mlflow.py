@@ -1,7 +1,6 @@
 """Export to MLflow, against a real tracking server started on 127.0.0.1."""
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import free_port
 
 from fno import results
 from fno_analysis.synthetic import Truth, law_table
@@ -21,9 +21,7 @@ mlflow = pytest.importorskip("mlflow")
 @pytest.fixture(scope="module")
 def tracking_uri(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mlflow")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = shutil.which("mlflow", path=str(sys.executable).rsplit("/", 1)[0]) or "mlflow"
     proc = subprocess.Popen(
         [server, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",

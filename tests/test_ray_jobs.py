@@ -3,7 +3,6 @@ progress in the job's logs, `ray job stop` ends it cleanly, resubmitting continu
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import free_port, loopback_cluster
 from tiny_sweep import TINY, TINY_TRIALS
 
 from fno import results
@@ -20,14 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RAY = str(Path(sys.executable).parent / "ray")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def cluster(tmp_path):
+def cluster():
     """(dashboard URL, env with the token) of a head and a worker node on 127.0.0.1."""
     token = secrets.token_hex(32)
     env = {
@@ -37,35 +31,9 @@ def cluster(tmp_path):
         "PYTHONUNBUFFERED": "1",
         "RAY_JOB_STOP_WAIT_TIME_S": "60",
     }  # RAY_JOB_STOP_WAIT_TIME_S: time for the driver's graceful stop before SIGKILL
-    port, dashboard_port = _free_port(), _free_port()
-    common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1"]
-    head = [RAY, "start", "--head", "--port", str(port), "--dashboard-host", "127.0.0.1", "--dashboard-port",
-            str(dashboard_port), *common]  # fmt: skip
-    nodes = [subprocess.Popen(head, start_new_session=True, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)]  # fmt: skip
-    dashboard = f"http://127.0.0.1:{dashboard_port}"
-    try:
-        time.sleep(5)
-        nodes.append(subprocess.Popen([RAY, "start", "--address", f"127.0.0.1:{port}", *common],
-                                      start_new_session=True, env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))  # fmt: skip
-        deadline = time.time() + 120
-        while time.time() < deadline and _alive(env, port) < 2:
-            time.sleep(1)
-        if time.time() >= deadline:
-            pytest.fail("the loopback cluster did not come up")
-        yield dashboard, env
-    finally:
-        for node in reversed(nodes):
-            os.killpg(node.pid, 15)
-        for node in nodes:
-            node.wait(timeout=60)
-
-
-def _alive(env, port) -> int:
-    count = f"import ray; ray.init(address='127.0.0.1:{port}'); print(sum(n['Alive'] for n in ray.nodes()))"
-    out = subprocess.run([sys.executable, "-c", count], capture_output=True, text=True, env=env, timeout=60)
-    return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else 0
+    dashboard_port = free_port()
+    with loopback_cluster(env, dashboard_port=dashboard_port):
+        yield f"http://127.0.0.1:{dashboard_port}", env
 
 
 def _job(dashboard: str, env: dict, *args: str) -> str:

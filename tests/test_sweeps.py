@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import loopback_cluster, sweep_rows
 from tiny_sweep import TINY, TINY_TRIALS
 
 from fno import results
@@ -284,16 +285,12 @@ def test_bad_rows_and_corrupt_files_are_refused(tmp_path):
 # ------------------------------------------------------------------------ whole sweeps
 
 
-def _sweep_rows(out: Path, sweep="cpu"):
-    return results.read_results(out / sweep / "results").to_pandas()
-
-
 def test_a_tiny_sweep_end_to_end_then_resume(tmp_path, capsys):
     # With two fine-tuning strategies and a second test resolution: 2 fine-tunes per shift.
     extra = ["--set", 'finetune_strategies=["full","head"]', "--set", "eval_resolutions=[16,32]"]
     trials = TINY_TRIALS + 2
     assert scaling.main(["--out", str(tmp_path), "--no-dashboard", *TINY, *extra]) == 0
-    df = _sweep_rows(tmp_path)
+    df = sweep_rows(tmp_path)
     assert len(df) == trials and df["key"].is_unique and set(df["status"]) == {"ok"}
     assert set(df["mode"]) == {"pretrain", "scratch", "finetune", "zeroshot"}
     finetune = df[df["mode"] == "finetune"]
@@ -316,7 +313,7 @@ def test_a_tiny_sweep_end_to_end_then_resume(tmp_path, capsys):
     capsys.readouterr()
     assert scaling.main(["--out", str(tmp_path), "--no-dashboard", *TINY, *extra]) == 0  # nothing left to run
     assert f"all {trials} trials already done" in capsys.readouterr().out
-    assert len(_sweep_rows(tmp_path)) == trials
+    assert len(sweep_rows(tmp_path)) == trials
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_finishes(tmp_path):
@@ -326,7 +323,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_finishes(tmp_path):
     (tmp_path / "cpu" / "checkpoints").write_text("not a folder")
     code = scaling.main(["--out", str(tmp_path), "--no-dashboard", "--max-retries", "1", *TINY])
     assert code == 0
-    df = _sweep_rows(tmp_path)
+    df = sweep_rows(tmp_path)
     assert len(df) == TINY_TRIALS
     status = df.groupby("mode")["status"].agg(set).to_dict()
     assert status == {"pretrain": {"failed"}, "finetune": {"failed"}, "zeroshot": {"failed"}, "scratch": {"ok"}}
@@ -337,7 +334,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_finishes(tmp_path):
     (tmp_path / "cpu" / "checkpoints").unlink()
     # Once the cause is fixed, --retry-failed runs exactly the failed keys again.
     assert scaling.main(["--out", str(tmp_path), "--no-dashboard", "--retry-failed", *TINY]) == 0
-    df = _sweep_rows(tmp_path)
+    df = sweep_rows(tmp_path)
     assert len(df) == TINY_TRIALS and df["key"].is_unique and set(df["status"]) == {"ok"}
 
 
@@ -351,7 +348,7 @@ def test_half_gpu_trials_pack_four_to_two_logical_gpus_and_fall_back_to_the_cpu(
     args = ["--out", str(tmp_path), "--no-dashboard", "--no-report", "--num-gpus", "2", "--gpus-per-trial", "0.5",
             "--cpus-per-trial", "0.5", *TINY, "--set", "downstream.steps=200"]  # fmt: skip
     assert scaling.main(args) == 0
-    df = _sweep_rows(tmp_path)
+    df = sweep_rows(tmp_path)
     assert len(df) == TINY_TRIALS and set(df["status"]) == {"ok"}
     assert set(df["device"]) == {"cpu"}  # no CUDA here: each trial ran on the CPU (and its log says so)
     start = pd.to_datetime(df["started_at"], utc=True)
@@ -408,7 +405,7 @@ def test_killed_driver_resumes_without_duplicates(tmp_path):
     assert 2 <= before < TINY_TRIALS, "the driver should have been killed mid-sweep"
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    df = _sweep_rows(tmp_path)
+    df = sweep_rows(tmp_path)
     assert len(df) == TINY_TRIALS and df["key"].is_unique and set(df["status"]) == {"ok"}
     assert f"skipped {before} already done" in done.stdout
 
@@ -431,71 +428,36 @@ def test_an_interrupted_sweep_says_so_exits_130_and_the_same_command_continues(t
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in err and "continue with: python sweeps/scaling.py --out" in err
     assert "Tuner.restore" not in out + err and "sweep cpu: ran" not in out
-    rows = _sweep_rows(tmp_path)
+    rows = sweep_rows(tmp_path)
     assert 2 <= len(rows) < TINY_TRIALS and set(rows["status"]) == {"ok"}  # cut-short trials got no row
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    df = _sweep_rows(tmp_path)
+    df = sweep_rows(tmp_path)
     assert len(df) == TINY_TRIALS and df["key"].is_unique and set(df["status"]) == {"ok"}
     assert f"skipped {len(rows)} already done" in done.stdout
 
 
-def test_a_destination_that_cannot_be_written_or_a_bucket_uri_is_refused_before_ray_starts(tmp_path, capsys):
+def test_a_destination_that_cannot_be_written_or_reached_is_refused_before_ray_starts(tmp_path, capsys, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert scaling.main(["--out", str(blocker / "sub"), *TINY]) == 2
     assert f"--out: cannot create or write the sweep folder {blocker / 'sub' / 'cpu'}" in capsys.readouterr().err
+    # A bucket whose endpoint does not answer: an error naming the flag and URI, and no local
+    # folder "s3:" (Path() would collapse s3://bucket/prefix to s3:/bucket/prefix).
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
     assert scaling.main(["--storage", "s3://bucket/prefix", *TINY]) == 2
-    assert "--storage s3://bucket/prefix: object-store URIs are not supported" in capsys.readouterr().err
+    assert "--storage: cannot create or write the sweep folder s3://bucket/prefix/cpu" in capsys.readouterr().err
     assert not (Path.cwd() / "s3:").exists()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    assert scaling.main(["--storage", "nosuchscheme://bucket/prefix", *TINY]) == 2
+    assert "--storage nosuchscheme://bucket/prefix: neither pyarrow" in capsys.readouterr().err
 
 
 def test_two_node_cluster_on_loopback(tmp_path):
     """--cluster against a real two-node Ray cluster (both nodes on this machine)."""
     import secrets
 
-    ray_cli = str(Path(sys.executable).parent / "ray")
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "PYTHONUNBUFFERED": "1"}
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1"]
-    nodes = [
-        subprocess.Popen(
-            [ray_cli, "start", "--head", "--port", str(port), "--include-dashboard=false", "--num-gpus", "1", *common],
-            start_new_session=True,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
-    try:
-        time.sleep(5)
-        nodes.append(
-            subprocess.Popen(
-                [ray_cli, "start", "--address", address, *common],
-                start_new_session=True,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        count = f"import ray; ray.init(address={address!r}); print(sum(n['Alive'] for n in ray.nodes()))"
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            out = subprocess.run([sys.executable, "-c", count], capture_output=True, text=True, env=env, timeout=60)
-            if out.stdout.strip().endswith("2"):
-                break
-            time.sleep(1)
-        else:
-            pytest.fail("the worker node did not join the head node")
+    with loopback_cluster(env, head_gpus=1) as address:
         # A logical GPU on the head: 0.2 GPU per trial packs 5 on it (not 1.0 // 0.2 = 4), and Ray
         # runs 5 such tasks at once.
         packing = f"""
@@ -538,7 +500,7 @@ print(all(ray.get([meet.remote(barrier) for _ in range(5)])))
         )
         assert done.returncode == 0, done.stderr[-3000:]
         assert "2 nodes" in done.stdout
-        df = _sweep_rows(tmp_path / "shared")
+        df = sweep_rows(tmp_path / "shared")
         assert len(df) == TINY_TRIALS and set(df["status"]) == {"ok"}
         assert df["node"].nunique() == 2, df["node"].tolist()  # trials ran on both nodes
         assert set(df["device"]) == {"cpu"}  # no GPU request: the CPU, though the head offers a GPU
@@ -553,24 +515,8 @@ print(all(ray.get([meet.remote(barrier) for _ in range(5)])))
             timeout=300,
         )
         assert searched.returncode == 0, searched.stderr[-3000:]
-        rows = _sweep_rows(tmp_path / "shared", "hpo-poisson-none-w8-m4-finetune-n8")
+        rows = sweep_rows(tmp_path / "shared", "hpo-poisson-none-w8-m4-finetune-n8")
         assert (rows["stage"] == "hpo").sum() == 2
-    finally:
-        # End both nodes by their process groups (never `ray stop`, which ends every Ray
-        # process on the machine). `ray start --block` can outlive SIGTERM: then SIGKILL.
-        for node in nodes:
-            os.killpg(node.pid, signal.SIGTERM)
-        deadline = time.time() + 10
-        for node in nodes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                node.wait(timeout=max(0.1, deadline - time.time()))
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(node.pid, signal.SIGKILL)
-            node.wait()
-        # A killed head leaves its address behind, where a later plain ray.init() would look.
-        current = Path("/tmp/ray/ray_current_cluster")
-        if current.exists() and current.read_text().strip().endswith(f":{port}"):
-            current.unlink()
 
 
 def _order_of_cpu_preset(tmp_path):

@@ -1,0 +1,85 @@
+"""Helpers shared by the tests that start real servers and clusters on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fno import results
+from fno.storage import Location
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sweep_rows(out: Path | Location | str, sweep: str = "cpu") -> pd.DataFrame:
+    """The results table of ``<out>/<sweep>`` (a folder or an object-store URI)."""
+    return results.read_results(Location(str(out)) / sweep / "results").to_pandas()
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """End a process started with start_new_session=True and its whole group: SIGTERM,
+    then SIGKILL if it outlives ``grace_s`` (`ray start --block` can)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace_s)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@contextlib.contextmanager
+def loopback_cluster(env: dict[str, str], head_gpus: int = 0, dashboard_port: int | None = None) -> Iterator[str]:
+    """A real two-node Ray cluster on this machine (one CPU per node, token auth from
+    ``env``, the dashboard on ``dashboard_port`` if given); yields its address. Both nodes
+    end by their process groups (never `ray stop`, which would end every Ray process on
+    the machine)."""
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    common = ["--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1"]
+    quiet = {"start_new_session": True, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    head = [ray_cli, "start", "--head", "--port", str(port), "--num-gpus", str(head_gpus)]
+    if dashboard_port is None:
+        head.append("--include-dashboard=false")
+    else:
+        head += ["--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port)]
+    nodes = [subprocess.Popen([*head, *common], **quiet)]
+    try:
+        time.sleep(5)
+        nodes.append(subprocess.Popen([ray_cli, "start", "--address", address, *common], **quiet))
+        count = f"import ray; ray.init(address={address!r}); print(sum(n['Alive'] for n in ray.nodes()))"
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            out = subprocess.run([sys.executable, "-c", count], capture_output=True, text=True, env=env, timeout=60)
+            if out.stdout.strip().endswith("2"):
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("the worker node did not join the head node")
+        yield address
+    finally:
+        for node in nodes:  # all at once, then each waited for
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGTERM)
+        for node in nodes:
+            stop_group(node)
+        # A killed head leaves its address behind, where a later plain ray.init() would look.
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.exists() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()

@@ -70,8 +70,8 @@ def _nnls2(u: np.ndarray, v: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.
     The unconstrained solution where feasible, else the better of the two one-variable
     solutions (a only, c only).
     """
-    uu, vv, uv = (u * u).sum(-1), (v * v).sum(-1), (u * v).sum(-1)
-    ut, vt = (u * t).sum(-1), (v * t).sum(-1)
+    u, v, t = np.broadcast_arrays(u, v, t)
+    uu, vv, uv, ut, vt, tt = np.stack([u * u, v * v, u * v, u * t, v * t, t * t]).sum(-1)  # one reduction
     det = uu * vv - uv * uv
     safe = np.where(np.abs(det) > 1e-300, det, 1.0)
     a = np.where(det != 0, (vv * ut - uv * vt) / safe, -1.0)
@@ -79,8 +79,8 @@ def _nnls2(u: np.ndarray, v: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.
     feasible = (a >= 0) & (c >= 0)
     a_only = np.maximum(ut / np.where(uu > 0, uu, 1.0), 0.0)
     c_only = np.maximum(vt / np.where(vv > 0, vv, 1.0), 0.0)
-    sse_a = ((a_only[..., None] * u - t) ** 2).sum(-1)
-    sse_c = ((c_only[..., None] * v - t) ** 2).sum(-1)
+    sse_a = tt - a_only * (2 * ut - a_only * uu)  # ||a u - t||^2, expanded
+    sse_c = tt - c_only * (2 * vt - c_only * vv)
     use_a = sse_a <= sse_c
     a = np.where(feasible, a, np.where(use_a, a_only, 0.0))
     c = np.where(feasible, c, np.where(use_a, 0.0, c_only))
@@ -136,12 +136,17 @@ def _fit_saturating(n: np.ndarray, y: np.ndarray, grid: int = 30, iterations: in
     ratio = (math.sqrt(5.0) - 1.0) / 2.0
     p, q = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
     fp, fq = objective(p), objective(q)
-    for _ in range(iterations):
-        left = fp <= fq  # the minimum lies in [lo, q]
-        hi = np.where(left, q, hi)
-        lo = np.where(left, lo, p)
-        p, q = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-        fp, fq = objective(p), objective(q)
+    for _ in range(iterations):  # one new point per step: the kept one is the other's golden cut
+        left = fp <= fq  # the minimum lies in [lo, q]: q's place goes to p, p's to a new point
+        lo, hi = np.where(left, lo, p), np.where(left, q, hi)
+        fresh = np.where(left, hi - ratio * (hi - lo), lo + ratio * (hi - lo))
+        f_fresh = objective(fresh)
+        p, q, fp, fq = (
+            np.where(left, fresh, q),
+            np.where(left, p, fresh),
+            np.where(left, f_fresh, fq),
+            np.where(left, fp, f_fresh),
+        )
     b = np.where(fp <= fq, p, q)
     a, c, sse = _project(np.exp(-b[:, None] * log_n[None, :]), y)
     return a, b, c, sse

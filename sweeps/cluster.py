@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import socket
+import sys
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from fno.storage import Location, location, open_location
@@ -67,6 +70,13 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
         help="auto (default): cuda when --gpus-per-trial asks for GPUs, else cpu; cpu or cuda must agree with it",
     )
     p.add_argument("--verbose", type=int, default=0, help="Ray Tune's own console output level (0-3)")
+
+
+def continue_command(script: str, argv: Sequence[str] | None = None) -> str:
+    """The command line that continues a sweep or search: the same one (``argv``, default
+    this process's arguments) run with ``script``."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return shlex.join(["python", script, *args])
 
 
 def destination_flag(args: argparse.Namespace) -> str:

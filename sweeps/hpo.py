@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from fno_sweeps.cluster import (
     add_ray_arguments,
     check_resources,
     check_writable,
+    continue_command,
     destination_flag,
     output_base,
     run_settings,
@@ -293,7 +293,7 @@ def main(argv=None) -> int:
     try:
         setting = plan(args)
         check_writable(setting.sweep_dir, destination_flag(args))
-        command = shlex.join(["python", "sweeps/hpo.py", *(sys.argv[1:] if argv is None else argv)])
+        command = continue_command("sweeps/hpo.py", argv)
         lease = Lease(setting.sweep_dir, command, take_over=args.take_over)
         lease.acquire()
     except (ValueError, LeaseHeldError) as err:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ from fno_sweeps.cluster import (
     add_ray_arguments,
     check_resources,
     check_writable,
+    continue_command,
     destination_flag,
     in_ray_job,
     output_base,
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
     try:
         check_writable(sweep_dir, destination_flag(args))
         live = LiveReport(sweep_dir, 0 if args.no_report else args.report_every)
-        lease = Lease(sweep_dir, continue_command(argv), take_over=args.take_over)
+        lease = Lease(sweep_dir, continue_command("sweeps/scaling.py", argv), take_over=args.take_over)
         lease.acquire()
     except (ValueError, LeaseHeldError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -229,7 +229,7 @@ def _run(args, argv, trials, sweep: str, sweep_dir: Location, live: LiveReport) 
         ran = "" if counts is None else f"ran {sum(counts.values())} trials ({_counts_text(counts)}), "
         print(
             f"sweep {sweep} interrupted: {ran}{left} of {len(trials)} trials left; results so far: "
-            f"{sweep_dir / 'results'}\ncontinue with: {continue_command(argv)}",
+            f"{sweep_dir / 'results'}\ncontinue with: {continue_command('sweeps/scaling.py', argv)}",
             file=sys.stderr,
         )
         return interrupt.exit_code
@@ -246,12 +246,6 @@ def _run(args, argv, trials, sweep: str, sweep_dir: Location, live: LiveReport) 
 
 def _counts_text(counts) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
-
-
-def continue_command(argv=None) -> str:
-    """The command line that continues this sweep (the same one)."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    return shlex.join(["python", "sweeps/scaling.py", *args])
 
 
 def write_sweep_report(sweep_dir: Location) -> None:

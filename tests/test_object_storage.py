@@ -23,7 +23,6 @@ from fno_analysis.synthetic import Truth, law_table
 from fno_sweeps import hpo
 from fno_sweeps.lease import LEASE_NAME, Lease, LeaseHeldError
 
-pytest.importorskip("moto")
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "fno-test"
 
@@ -32,6 +31,7 @@ BUCKET = "fno-test"
 def s3_env():
     """The AWS environment of a moto server with an empty bucket, set in os.environ for
     the module's tests (and given to the processes they start)."""
+    pytest.importorskip("moto")
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -63,6 +63,16 @@ def s3_env():
             else:
                 os.environ[k] = v
         stop_group(server)
+
+
+def test_a_scheme_pyarrow_lacks_goes_through_fsspec():
+    folder = Location("memory://fno-test/sweep")  # fsspec's in-process store
+    df = law_table(Truth(), [1e4], [8, 64], seeds=1, noise=0.0, rng=np.random.default_rng(0))
+    for row in df.to_dict("records")[:3]:
+        results.write_row(folder / "results", row)
+    assert results.compact(folder / "results") == 3
+    assert [p.name[: len(results.PART_PREFIX)] for p in (folder / "results").files(".parquet")] == ["part-"]
+    assert sorted(results.read_results(folder / "results").column("key").to_pylist()) == sorted(df["key"][:3])
 
 
 def test_rows_parts_evaluations_and_the_lease_live_in_a_bucket(s3_env, capsys):

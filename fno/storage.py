@@ -107,12 +107,6 @@ class Location:
     def __repr__(self) -> str:
         return f"Location({self.text!r})"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Location) and other.text == self.text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
-
     def __getstate__(self) -> dict:
         return {"text": self.text}
 
@@ -121,12 +115,12 @@ class Location:
 
     # ------------------------------------------------------------ filesystem
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
-        """(pyarrow filesystem, path inside it), opened once."""
+        """(pyarrow filesystem, path inside it) of an object-store location, opened once
+        (local locations go through ``pathlib`` and ``fno.atomic``)."""
+        if self.is_local:
+            raise ValueError(f"{self.text} is a local path: it has no object-store filesystem")
         if self._fs is None:
-            if self.is_local:
-                self._fs, self._path = pafs.LocalFileSystem(), str(Path(self.text).resolve())
-            else:
-                self._fs, self._path = _remote_filesystem(self.text)
+            self._fs, self._path = _remote_filesystem(self.text)
         return self._fs, self._path
 
     def _info(self) -> pafs.FileInfo:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_http(url: str, server: subprocess.Popen, timeout_s: float, what: str) -> None:
+    """Return once ``url`` answers; fail the test if ``server`` exits or ``timeout_s`` passes."""
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                pytest.fail(f"{what} did not come up in {timeout_s:g} s")
+            time.sleep(0.3)
 
 
 def sweep_rows(out: Path | Location | str, sweep: str = "cpu") -> pd.DataFrame:

@@ -3,14 +3,12 @@
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import free_port
+from helpers import free_port, wait_for_http
 
 from fno import results
 from fno_analysis.synthetic import Truth, law_table
@@ -30,15 +28,7 @@ def tracking_uri(tmp_path_factory):
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the MLflow server did not come up in 90 s")
+        wait_for_http(f"{uri}/health", proc, 90, "the MLflow server")
         yield uri
     finally:
         proc.terminate()

@@ -7,14 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pyarrow.fs as pafs
 import pytest
-from helpers import free_port, loopback_cluster, stop_group, sweep_rows
+from helpers import free_port, loopback_cluster, stop_group, sweep_rows, wait_for_http
 from tiny_sweep import TINY, TINY_TRIALS
 
 from fno import results
@@ -42,26 +40,14 @@ def s3_env():
     endpoint = f"http://127.0.0.1:{port}"
     env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_ENDPOINT_URL": endpoint}  # fmt: skip
-    saved = {k: os.environ.get(k) for k in env}
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    pytest.fail("the moto server did not come up")
-                time.sleep(0.3)
+        wait_for_http(f"{endpoint}/moto-api/", server, 60, "the moto server")
         pafs.S3FileSystem(endpoint_override=endpoint, scheme="http", allow_bucket_creation=True).create_dir(BUCKET)
-        os.environ.update(env)
-        yield env
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            yield env
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         stop_group(server)
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from fno.checks import sha256_hex
 from fno.config import parse_overrides
 from fno.results import statuses
+from fno.storage import Location
 from fno.train import TrialConfig
 from fno.vocabulary import FITTED_MODES
 from fno_sweeps.cluster import (
@@ -239,7 +240,7 @@ def run_search(setting: Setting, args: argparse.Namespace, study, storage, remai
     searcher = OptunaSearch(sampler=sampler, study_name=setting.study_name, storage=storage)
     gpus = settings.gpu_share(largest)
     concurrency = settings.concurrency or resource_slots(settings, gpus)
-    recorder = Recorder(setting.sweep_dir / "results", setting.sweep, Progress(remaining, concurrency))
+    recorder = Recorder(Location(setting.sweep_dir / "results"), setting.sweep, Progress(remaining, concurrency))
     scheduler = ASHAScheduler(
         time_attr="step", max_t=setting.space.steps[1], grace_period=setting.grace_steps, reduction_factor=3
     )

@@ -226,7 +226,7 @@ class Recorder:
 
     @property
     def evaluations_dir(self) -> Location:
-        return location(self.results_dir).parent / "evaluations"
+        return self.results_dir.parent / "evaluations"
 
     def record(self, trial: PlannedTrial, result: dict[str, Any] | None, error: str = "") -> None:
         if result is not None:

@@ -24,6 +24,12 @@ mode) and the points (N values) it concerns, with a sentence a reader can act on
   sign that the learning rate is too high for fine-tuning;
 - ``failed trials``: the share of a curve's trials that failed, diverged or were stopped;
 - ``fit``: the fit's own warnings (too few points, exponent at the search bound);
+- ``learned nothing``: no model of a cell (family, shift, architecture, pre-training
+  set) beats the trivial predictors (zero, and the training set's mean field) by
+  ``fno_analysis.verdicts.LEARNED_MARGIN``; the cell gets no verdict and is left out of
+  every claim;
+- ``mixed code versions``: the sweep's rows come from more than one version of the code
+  (``source_digest``, ``fno.provenance``): one flag naming the versions and their trials;
 - ``one data seed``: the sweep drew one data set (one ``data_seed``), so every point of
   a curve trained on nested subsets of one training set and was tested on one test
   set: their noise is shared along N, which one curve's residuals cannot show, and the
@@ -62,6 +68,8 @@ CHECKS = (
     "no law predicts",
     "seeds without spread",
     "one data seed",
+    "learned nothing",
+    "mixed code versions",
 )
 
 
@@ -131,12 +139,12 @@ def _under_training(df: pd.DataFrame, points: pd.DataFrame) -> list[dict]:
 
 def probe_table(df: pd.DataFrame) -> pd.DataFrame:
     """Every budget probe beside its base trial: validation and test error at 1x and 2x."""
-    columns = [*POINT_KEYS, "lr", "seed", "steps", "steps_2x", "val_rel_l2", "val_rel_l2_2x"]
+    columns = [*POINT_KEYS, "lr", "seed", "data_seed", "steps", "steps_2x", "val_rel_l2", "val_rel_l2_2x"]
     columns += ["test_rel_l2", "test_rel_l2_2x"]
     df = with_study_columns(df)
     probes = df[(df["stage"] == "probe") & (df["status"] == "ok")]
     base = df[(df["stage"] == "downstream") & (df["status"] == "ok")]
-    merged = probes.merge(base, on=[*POINT_KEYS, "lr", "seed"], suffixes=("_2x", ""))
+    merged = probes.merge(base, on=[*POINT_KEYS, "lr", "seed", "data_seed"], suffixes=("_2x", ""))
     out = merged.loc[merged["steps_2x"] > merged["steps"], columns].copy()
     out["val_improvement"] = 1.0 - out["val_rel_l2_2x"] / out["val_rel_l2"]
     out["test_improvement"] = 1.0 - out["test_rel_l2_2x"] / out["test_rel_l2"]
@@ -260,9 +268,48 @@ def _unpredictable(fits: pd.DataFrame) -> list[dict]:
     flags = []
     for _, row in fits.iterrows():
         if no_form_predicts(row):
-            misses = ", ".join(f"{f} {row[f'heldout_{f}']:.0%}" for f in FORMS if np.isfinite(row[f"heldout_{f}"]))
+            misses = ", ".join(f"{f} {_miss(row[f'heldout_{f}'])}" for f in FORMS if not np.isnan(row[f"heldout_{f}"]))
             message = f"no form predicts the largest N from the others within {PREDICTS:.0%} (misses: {misses})"
             flags.append(_flag("no law predicts", [row[k] for k in CURVE_KEYS], str(int(row["n_max"])), message))
+    return flags
+
+
+NO_PREDICTION = 10.0  # a held-out miss above 1000% is a failed fit, not a measurement
+
+
+def _miss(value: float) -> str:
+    """A held-out relative miss as a percentage; 'no prediction' where the fit failed."""
+    return f"{value:.0%}" if value <= NO_PREDICTION else "no prediction"
+
+
+def _mixed_versions(df: pd.DataFrame) -> list[dict]:
+    if "source_digest" not in df:
+        return []
+    ran = df[df["source_digest"].fillna("") != ""]
+    versions = ran.groupby("source_digest")["code_version"].agg(["first", "size"])
+    if len(versions) < 2:
+        return []
+    listed = "; ".join(f"{row['first']} ({row['size']} trials)" for _, row in versions.iterrows())
+    message = (
+        f"the rows come from {len(versions)} versions of the code: {listed}; results of different code are "
+        "pooled as one study (run the changed code as a new sweep, --sweep NEW, to compare)"
+    )
+    return [_flag("mixed code versions", [""] * len(CURVE_KEYS), "", message)]
+
+
+def _not_learned(points: pd.DataFrame) -> list[dict]:
+    from fno_analysis.verdicts import LEARNED_MARGIN, learned_cells
+
+    cells = learned_cells(points)
+    flags = []
+    for _, c in cells[~cells["learned"].astype(bool)].iterrows():
+        keys = [c["family"], c["shift"], c["pretrain_family"], *(c[k] for k in SIZE_KEYS), "finetune", ""]
+        message = (
+            f"no model of this cell does better than {c['best_error']:.3g}, not below {LEARNED_MARGIN:g} x the trivial "
+            f"predictors' error ({c['trivial_error']:.3g}: zero or the training mean field): the models do not learn "
+            "this task at this size; no verdict, and left out of every claim"
+        )
+        flags.append(_flag("learned nothing", keys, "", message))
     return flags
 
 
@@ -305,6 +352,8 @@ def diagnose(df: pd.DataFrame, points: pd.DataFrame, fits: pd.DataFrame) -> pd.D
         *_unpredictable(fits),
         *_seeds_without_spread(points),
         *_one_data_seed(df, fits),
+        *_not_learned(points),
+        *_mixed_versions(df),
     ]
     return pd.DataFrame(flags, columns=FLAG_COLUMNS)
 

@@ -218,29 +218,33 @@ def t975(dof: int) -> float:
     return T975[dof - 1] if dof <= len(T975) else Z975
 
 
-SAME_RTOL = 1e-5  # seed errors closer than this (relative) are the same result up to float round-off
+# Training seeds whose errors spread less than this (sd of log error) are one result: fine-tunes
+# whose steps see the whole set in another order agree to about 1e-6 (float round-off).
+SPREAD_FLOOR = 1e-3
 
 
 def has_spread(errors) -> bool:
-    """Whether seed errors differ by more than float32 round-off (SAME_RTOL relative):
-    fine-tunes whose steps see the whole set in another order agree to about 1e-6."""
+    """Whether seed errors spread by more than SPREAD_FLOOR (sd of log error): a seed that
+    changes nothing, as in fine-tuning with N <= batch size, is no replicate."""
     values = np.asarray(errors, dtype=float)
-    return bool(np.ptp(values) > SAME_RTOL * np.abs(values).mean())
+    if values.size < 2 or not np.all(values > 0):
+        return False
+    return bool(np.log(values).std(ddof=1) > SPREAD_FLOOR)
 
 
 def mean_interval(errors) -> tuple[float, float, float]:
-    """(mean, lo, hi) of a point's seed errors: a t interval; lo = hi = nan with one seed,
-    or where the seeds all gave the same error up to round-off (a seed that changes nothing, as in
-    fine-tuning with N <= batch size, where every step sees the whole set in any
-    order, says nothing about the error's spread: a zero-width interval would claim
-    certainty the sweep does not have)."""
+    """(mean, lo, hi) of positive replicate values (training seeds): the 95% t interval of
+    their log, stretched to hold the mean; lo = hi = nan with fewer than 3 values or no
+    spread beyond SPREAD_FLOOR (two seeds, or seeds that change nothing, are no interval).
+    Data seeds: ``fno_analysis.verdicts.point_interval``."""
     values = np.asarray(errors, dtype=float)
     mean = float(values.mean())
-    if values.size < 2 or not has_spread(values):
+    if values.size < 3 or not has_spread(values):
         return mean, math.nan, math.nan
-    df = values.size - 1
-    half = t975(df) * values.std(ddof=1) / math.sqrt(values.size)
-    return mean, mean - half, mean + half
+    logs = np.log(values)
+    half = t975(values.size - 1) * logs.std(ddof=1) / math.sqrt(values.size)
+    lo, hi = math.exp(logs.mean() - half), math.exp(logs.mean() + half)
+    return mean, min(lo, mean), max(hi, mean)
 
 
 def _few_units_factor(k: int) -> float:
@@ -405,6 +409,12 @@ def fit_curve(
         a_lo, a_hi = _parameter_interval("a", a, se[0], boot_a, boot_se[:, 0], notes, not whole_curves)
         b_lo, b_hi = _parameter_interval("b", b, se[1], boot_b, boot_se[:, 1], notes, not whole_curves)
         c_lo, c_hi = _parameter_interval("c", c, se[2], boot_c, boot_se[:, 2], notes, not whole_curves)
+        # A bootstrap-t or percentile interval can miss its own estimate (skewed replicates):
+        # stretched to hold it, so that no printed interval excludes the number beside it.
+        (a_lo, a_hi), (b_lo, b_hi), (c_lo, c_hi) = (
+            (min(lo, v), max(hi, v)) if np.isfinite(lo) and np.isfinite(hi) else (lo, hi)
+            for v, lo, hi in ((a, a_lo, a_hi), (b, b_lo, b_hi), (c, c_lo, c_hi))
+        )
     if a <= 0.0:
         warnings.append("a = 0: the fitted curve is flat, b is undefined")
         b, b_lo, b_hi = math.nan, math.nan, math.nan
@@ -573,7 +583,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_rows", 500):
         print(fits[FIT_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         print()
-        print(gains.drop(columns="boot").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(
+            gains.drop(columns=["boot", "boot_lower", "boot_upper"]).to_string(
+                index=False, float_format=lambda v: f"{v:.4g}"
+            )
+        )
     return 0
 
 

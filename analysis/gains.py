@@ -13,8 +13,16 @@ floor c). The gain N_scratch(e) / N_finetune(e) is then
 | <= N_min(sc)        | <= N_min(sc)/n_ft | undetermined          | <= N_min(sc)/N_max(ft) |
 
 and a scratch curve past its largest N whose floor is suspect (``fno_analysis.diagnostics``)
-makes the gain "not measurable with this budget". Never a bare 0 or inf. A measured
-gain's 95% interval comes from the paired bootstrap replicates of the two fits.
+makes the gain "not measurable with this budget". Never a bare 0 or inf.
+
+Every gain, a bound too, has a 95% interval from the paired bootstrap replicates of the
+two fits, censored inside each replicate as the estimate is: the lower limit is the 2.5%
+quantile of min(N_sc, N_max(sc)) / max(N_ft, N_min(ft)), which never exceeds that
+replicate's gain, and the upper limit the 97.5% quantile of max(N_sc, N_min(sc)) /
+min(N_ft, N_max(ft)), which never falls below it. A lower bound thus supports ">= 10x"
+only where its lower limit is >= 10. Cells whose models learned nothing
+(``fno_analysis.verdicts.learned_cells``) get no gain, and no target is above what the
+trivial predictors score times LEARNED_MARGIN.
 """
 
 from __future__ import annotations
@@ -24,8 +32,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from fno_analysis.fit import B_LOW, CONFIDENCE, _interval, fit_curves, saturating
-from fno_analysis.points import CURVE_KEYS, SIZE_KEYS, check_columns
+from fno_analysis.fit import B_LOW, CONFIDENCE, fit_curves, saturating
+from fno_analysis.points import CURVE_KEYS, SIZE_KEYS, check_columns, select_points
+from fno_analysis.verdicts import CELL_KEYS, contain, learned_cells
 
 RANGE_SLACK = 1e-9  # relative tolerance of "inside the measured range"
 GAIN_VERDICTS = {
@@ -36,6 +45,8 @@ GAIN_VERDICTS = {
     "artefact (see the diagnostics): no gain can be read from this sweep",
     "undetermined": "both curves reach the target outside their measured N on the same side: no bound",
     "no fit": "a curve is missing or too short to fit",
+    "not learned": "no model of this cell beats the trivial predictors (zero, the mean field) by the stated margin",
+    "target above trivial": "the target error is above what predicting zero or the mean field scores (x the margin)",
 }
 
 
@@ -84,23 +95,33 @@ def data_efficiency_gain(
     n_boot: int = 200,
     seed: int = 0,
     floor_artefacts: set[tuple] | None = None,
+    learned: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The gain of every fine-tune curve (each pre-training set and strategy) over the
     scratch curve of its architecture.
 
     ``target_error`` None: per (family, shift), ``default_targets``. floor_artefacts:
     (family, shift, width, modes, layers) of scratch curves whose floor is suspect.
-    Columns: family, shift, pretrain_family, width, modes, layers, finetune_strategy, n_params (of the
-    fine-tuned model), target_error, n_finetune, n_scratch (from the fits; 0 or inf
-    where a curve is flat there or never gets there), gain, gain_lo, gain_hi (95%,
-    measured gains only), bound, verdict (GAIN_VERDICTS), note, boot (the gain's
-    bootstrap replicates where measured, else None).
+    learned: ``fno_analysis.verdicts.learned_cells`` (computed from the points if None):
+    cells that learned nothing get verdict "not learned", and default targets are capped
+    at the family and shift's smallest ``target_cap``.
+
+    Columns: family, shift, pretrain_family, width, modes, layers, finetune_strategy,
+    n_params (of the fine-tuned model), target_error, n_finetune, n_scratch (from the
+    fits; 0 or inf where a curve is flat there or never gets there), gain, gain_lo,
+    gain_hi (the censored 95% limits, for bounds too), bound, verdict (GAIN_VERDICTS),
+    note, boot (the gain's replicates where measured, else None), boot_lower and
+    boot_upper (each replicate's censored limits, see the module docstring).
     """
     if target_error is not None and not (isinstance(target_error, int | float) and target_error > 0):
         raise ValueError(f"target_error must be a positive number or None, got {target_error!r}")
     fits = fit_curves(df, n_boot=n_boot, seed=seed) if fits is None else fits
     check_columns(fits, [*CURVE_KEYS, "a", "b", "c", "n_min", "n_max", "boot"])
+    learned = learned_cells(select_points(df)) if learned is None else learned
+    cells = learned.set_index(CELL_KEYS)
+    caps = learned[learned["learned"].astype(bool)].groupby(["family", "shift"])["target_cap"].min()
     targets = default_targets(fits).set_index(["family", "shift"])["target_error"]
+    targets = pd.Series([min(t, caps.get(k, t)) for k, t in targets.items()], index=targets.index, dtype=float)
     scratch = fits[fits["mode"] == "scratch"].set_index(["family", "shift", *SIZE_KEYS])
     floor_artefacts = floor_artefacts or set()
     rows = []
@@ -113,6 +134,20 @@ def data_efficiency_gain(
             row["target_error"] = float(target_error)
         elif (ft["family"], ft["shift"]) in targets.index:
             row["target_error"] = float(targets.loc[(ft["family"], ft["shift"])])
+        cell = (ft["family"], ft["shift"], *(ft[k] for k in SIZE_KEYS), ft["pretrain_family"])
+        if cell in cells.index and not cells.loc[cell, "learned"]:
+            c = cells.loc[cell]
+            why = (
+                f"best error {c['best_error']:.3g} > {c['target_cap']:.3g} (the margin x the trivial "
+                f"predictors' {c['trivial_error']:.3g})"
+            )
+            rows.append({**row, "verdict": "not learned", "note": why, "boot": None})
+            continue
+        cap = cells.loc[cell, "target_cap"] if cell in cells.index else math.inf
+        if row["target_error"] is not None and row["target_error"] > cap:
+            why = f"target {row['target_error']:.4g} > {cap:.4g}"
+            rows.append({**row, "verdict": "target above trivial", "note": why, "boot": None})
+            continue
         sc = scratch.loc[key] if key in scratch.index else None
         if sc is None or ft["boot"] is None or sc["boot"] is None or row["target_error"] is None:
             why = "no scratch curve of this architecture" if sc is None else "a curve has too few points to fit"
@@ -121,7 +156,8 @@ def data_efficiency_gain(
         rows.append({**row, **_gain(ft, sc, row["target_error"], key in floor_artefacts)})
     columns = ["family", "shift", "pretrain_family", *SIZE_KEYS, "finetune_strategy", "n_params", "target_error"]
     columns += ["n_finetune"]
-    columns += ["n_scratch", "gain", "gain_lo", "gain_hi", "bound", "verdict", "note", "boot"]
+    columns += ["n_scratch", "gain", "gain_lo", "gain_hi", "bound", "verdict", "note", "boot", "boot_lower"]
+    columns += ["boot_upper"]
     out = pd.DataFrame(rows, columns=columns)
     for column in ["target_error", "n_finetune", "n_scratch", "gain", "gain_lo", "gain_hi", "bound"]:
         out[column] = out[column].astype(float)
@@ -152,7 +188,7 @@ def _gain(ft: pd.Series, sc: pd.Series, target: float, floor_artefact: bool) -> 
     """The gain columns of one (fine-tune, scratch) pair at ``target``; see the module docstring."""
     n_ft, ft_side = _side(ft, target)
     n_sc, sc_side = _side(sc, target)
-    out = {"n_finetune": n_ft, "n_scratch": n_sc, "boot": None}
+    out = {"n_finetune": n_ft, "n_scratch": n_sc, "boot": None, "boot_lower": None, "boot_upper": None}
     ft_n = {"measured": n_ft, "below": ft["n_min"], "above": ft["n_max"]}[ft_side]
     sc_n = {"measured": n_sc, "below": sc["n_min"], "above": sc["n_max"]}[sc_side]
     words = {"below": "already at the target at its smallest N", "above": "past its largest N"}
@@ -165,19 +201,43 @@ def _gain(ft: pd.Series, sc: pd.Series, target: float, floor_artefact: bool) -> 
         floor = f"scratch floor c = {sc['c']:.4g} [{sc['c_lo']:.4g}, {sc['c_hi']:.4g}]"
         notes.append(floor + (", never reaches the target" if math.isinf(n_sc) else f", N = {n_sc:.3g} extrapolated"))
     note = "; ".join(notes)
+    lower, upper = censored_replicates(ft, sc, target)
+    if lower.size < 20:  # too few replicates with a fit for a 95% interval
+        lo, hi = math.nan, math.nan
+    else:  # inverted_cdf: actual replicate values, so inf stays inf (interpolation would give nan)
+        lo = float(np.quantile(lower, (1 - CONFIDENCE) / 2, method="inverted_cdf"))
+        hi = float(np.quantile(upper, (1 + CONFIDENCE) / 2, method="inverted_cdf"))
+    out.update(gain_lo=lo, gain_hi=hi, boot_lower=lower, boot_upper=upper)
     if sc_side == "above" and floor_artefact:
         return {**out, "bound": sc_n / ft_n, "verdict": "not measurable with this budget", "note": note}
-    lower = (sc_side == "above" and ft_side != "above") or (ft_side == "below" and sc_side == "measured")
-    upper = (sc_side == "below" and ft_side != "below") or (ft_side == "above" and sc_side == "measured")
-    if lower or upper:
-        return {**out, "bound": sc_n / ft_n, "verdict": "lower bound" if lower else "upper bound", "note": note}
+    lower_bound = (sc_side == "above" and ft_side != "above") or (ft_side == "below" and sc_side == "measured")
+    upper_bound = (sc_side == "below" and ft_side != "below") or (ft_side == "above" and sc_side == "measured")
+    if lower_bound or upper_bound:
+        bound = sc_n / ft_n
+        out["gain_lo"], out["gain_hi"] = contain(bound, lo, hi)
+        return {**out, "bound": bound, "verdict": "lower bound" if lower_bound else "upper bound", "note": note}
     if ft_side != "measured":  # both on the same side
         return {**out, "verdict": "undetermined", "note": note}
     k = min(len(ft["boot"]), len(sc["boot"]))
     with np.errstate(invalid="ignore", divide="ignore"):  # inf / inf: neither replicate gets there; dropped
         ratio = examples_needed(target, *sc["boot"][:k].T) / examples_needed(target, *ft["boot"][:k].T)
-    lo, hi = _interval(ratio)
     if np.isinf(ratio).mean() > (1 - CONFIDENCE) / 2:
         note = f"{np.isinf(ratio).mean():.0%} of bootstrap replicates: scratch never reaches the target"
-    return {**out, "gain": n_sc / n_ft, "gain_lo": lo, "gain_hi": hi, "verdict": "measured", "note": note,
-            "boot": ratio}  # fmt: skip
+    gain = n_sc / n_ft
+    out["gain_lo"], out["gain_hi"] = contain(gain, lo, hi)
+    return {**out, "gain": gain, "verdict": "measured", "note": note, "boot": ratio}
+
+
+def censored_replicates(ft: pd.Series, sc: pd.Series, target: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per paired bootstrap replicate, the gain's censored lower and upper limits (see the
+    module docstring): N read off each replicate curve, clipped to the measured N range
+    on the side that keeps the limit conservative. Replicates whose fit failed are dropped."""
+    k = min(len(ft["boot"]), len(sc["boot"]))
+    n_sc = examples_needed(target, *sc["boot"][:k].T)
+    n_ft = examples_needed(target, *ft["boot"][:k].T)
+    usable = ~(np.isnan(n_sc) | np.isnan(n_ft))
+    n_sc, n_ft = n_sc[usable], n_ft[usable]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lower = np.minimum(n_sc, sc["n_max"]) / np.maximum(n_ft, ft["n_min"])
+        upper = np.maximum(n_sc, sc["n_min"]) / np.minimum(n_ft, ft["n_max"])
+    return lower, np.where(np.isnan(upper), np.inf, upper)

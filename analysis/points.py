@@ -9,6 +9,10 @@ point's keys without N; a model size is its architecture (SIZE_KEYS), never its
 parameter count, which depends on the input layout (a mixture-pretrained model reads
 the union layout and has a larger lifting layer).
 
+Rows of one point and learning rate must come from one study: rows that differ in a
+column the study's preset fixes (STUDY_COLUMNS, BUDGET_COLUMNS: 3 and 6 epochs, say) are
+refused (``check_one_study``), not pooled as seeds; one study per sweep folder.
+
 Each point also carries its *selection table* (the validation and test errors of every
 eligible rate at every seed, seeds aligned), so that the bootstrap can resample seeds
 and choose the rate again in every replicate (``fno_analysis.fit``).
@@ -44,6 +48,13 @@ REQUIRED_COLUMNS = (
 SIZE_KEYS = ["width", "modes", "layers"]
 CURVE_KEYS = ["family", "shift", "pretrain_family", *SIZE_KEYS, "mode", "finetune_strategy"]
 POINT_KEYS = [*CURVE_KEYS, "n_train"]
+# Recorded columns a study's preset fixes at every point (fno_sweeps.manifest): rows of one
+# point and learning rate that differ in one were run by two studies (3 and 6 epochs, two
+# resolutions, two pre-training recipes through pretrained_key), which select_points would
+# pool as seeds. epochs and steps are what a trial ran (a diverged, failed or stopped one
+# ran fewer), so they are compared among ok rows only; at one N they are fixed by the budget.
+STUDY_COLUMNS = ("resolution", "param_lo", "param_hi", "weight_decay", "batch_size", "pretrained_key")
+BUDGET_COLUMNS = ("epochs", "steps")
 
 
 def ordered_shifts(values) -> list[str]:
@@ -98,8 +109,9 @@ def select_points(df: pd.DataFrame) -> pd.DataFrame:
 
     Columns: POINT_KEYS, n_params (of the model as trained), lr, val_rel_l2 and
     test_rel_l2 (means over seeds), test_std (0 with one seed), n_seeds, seed_errors
-    (the chosen rate's per-seed test errors), lr_min, lr_max, n_lrs (the rates tried,
-    whatever their status), n_lrs_excluded (rates left out for lost seeds) and
+    (the chosen rate's per-seed test errors), seed_data_seeds (the data seed of each),
+    mean_field_rel_l2 (the trivial mean-field predictor's test error; NaN if unrecorded),
+    lr_min, lr_max, n_lrs (the rates tried, whatever their status), n_lrs_excluded (rates left out for lost seeds) and
     selection (dict of ``lrs``, ``val`` and ``test``, the latter two (rates, seeds)
     arrays, or None with fewer than two seeds). Zero-shot rows have no validation error
     and one rate; they are kept as they are. Budget probes (stage ``probe``) are checks,
@@ -110,6 +122,9 @@ def select_points(df: pd.DataFrame) -> pd.DataFrame:
     if "stage" in rows:
         rows = rows[rows["stage"] != "probe"]
     rows = with_study_columns(rows)
+    check_one_study(rows)  # two studies' rows at one point would be pooled as seeds
+    if "mean_field_rel_l2" not in rows:  # tables from before the trivial predictor was measured
+        rows = rows.assign(mean_field_rel_l2=np.nan)
     rows = rows.assign(replicate=list(zip(rows["data_seed"], rows["seed"], strict=True)))
     grid = (
         rows.groupby(POINT_KEYS, dropna=False, sort=False)
@@ -135,6 +150,8 @@ def select_points(df: pd.DataFrame) -> pd.DataFrame:
             test_std=("test_rel_l2", "std"),
             n_seeds=("replicate", "nunique"),
             seed_errors=("test_rel_l2", tuple),
+            seed_data_seeds=("data_seed", tuple),  # aligned with seed_errors
+            mean_field_rel_l2=("mean_field_rel_l2", "mean"),
         )
         .reset_index()
         .merge(complete, on=[*POINT_KEYS, "lr"], how="left")
@@ -156,6 +173,30 @@ def select_points(df: pd.DataFrame) -> pd.DataFrame:
     points = points.sort_values(POINT_KEYS, kind="stable").reset_index(drop=True)
     points["selection"] = _selection_tables(ok, eligible[[*POINT_KEYS, "lr"]], points)
     return points
+
+
+def check_one_study(rows: pd.DataFrame) -> None:
+    """Raise ValueError where rows of one point and learning rate differ in a recorded column
+    that a study fixes (STUDY_COLUMNS; BUDGET_COLUMNS among ok rows), naming the column, its
+    values and the point. A column the table lacks (an older table) is not checked; nor are
+    searches (stage ``hpo``), whose trials vary the recipe by design."""
+    if "stage" in rows:
+        rows = rows[rows["stage"] != "hpo"]
+    point_ids = rows.groupby([*POINT_KEYS, "lr"], dropna=False, sort=False).ngroup()
+    for column in (*STUDY_COLUMNS, *BUDGET_COLUMNS):
+        if column not in rows:
+            continue
+        compared = rows["status"] == "ok" if column in BUDGET_COLUMNS else pd.Series(True, index=rows.index)
+        counts = rows.loc[compared, column].groupby(point_ids[compared]).nunique(dropna=False)
+        if (counts > 1).any():
+            group = rows[compared & (point_ids == counts.index[counts > 1][0])]
+            values = ", ".join(map(str, pd.unique(group[column])))
+            point = ", ".join(f"{k} {group[k].iloc[0]}" for k in [*POINT_KEYS, "lr"] if group[k].iloc[0] != "")
+            raise ValueError(
+                f"the results table holds two studies: at one point ({point}) its rows differ in {column} "
+                f"({values}), and their errors would be pooled as seeds of that point. Split the folder: one "
+                "study per folder (fno-sweep --sweep NAME runs a study in a folder of its own)"
+            )
 
 
 def _selection_tables(ok: pd.DataFrame, eligible: pd.DataFrame, points: pd.DataFrame) -> list:

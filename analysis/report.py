@@ -845,7 +845,7 @@ def text_sections(report: Report) -> list[tuple[str, list[str], list[tuple[str, 
             "validation error above 10% means the point, and the floor of its curve, is not converged."
         )
         trust_tables.append(("Budget probes (1x vs 2x budget)", report.probes))
-    gains = report.gains.drop(columns="boot", errors="ignore")
+    gains = report.gains.drop(columns=["boot", "boot_lower", "boot_upper"], errors="ignore")
     verdicts = [f"'{k}': {v}" for k, v in GAIN_VERDICTS.items()]
     return [
         ("What this sweep answers", answers, tables),

@@ -22,12 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from synthetic_tables import N13, ar1_noise
 
 from fno_analysis.fit import fit_curves, saturating
 from fno_analysis.gains import data_efficiency_gain, examples_needed
 from fno_analysis.points import select_points
-
-N13 = tuple(2.0 ** np.arange(3, 16))
 
 
 @dataclass(frozen=True)
@@ -67,13 +66,7 @@ CASES = (
 def _noise(case: Case, rng) -> np.ndarray:
     """(m,) log point noise: sd from noise[0] to noise[1] along N, AR(1) with rho."""
     m = len(case.n)
-    sd = np.linspace(case.noise[0], case.noise[1], m)
-    z = rng.normal(size=m)
-    e = np.empty(m)
-    e[0] = z[0]
-    for i in range(1, m):  # m <= 13 points
-        e[i] = case.rho * e[i - 1] + math.sqrt(1 - case.rho**2) * z[i]
-    return sd * e
+    return ar1_noise(rng, (m,), np.linspace(case.noise[0], case.noise[1], m), case.rho)
 
 
 def synthetic_sweep(case: Case, rng) -> pd.DataFrame:

@@ -63,6 +63,7 @@ SCHEMA = pa.schema(
         ("pretrain_family", pa.string()),  # "" likewise
         ("val_rel_l2", pa.float64()),  # best validation error
         ("test_rel_l2", pa.float64()),  # test error of the best-validation checkpoint
+        ("mean_field_rel_l2", pa.float64()),  # test error of predicting the training targets' mean; NaN if none
         ("train_loss", pa.float64()),
         ("best_step", pa.int64()),  # step of the best validation error (its checkpoint is the one tested)
         ("eval_steps", pa.list_(pa.int64())),  # the validation curve: steps evaluated ...
@@ -79,7 +80,12 @@ SCHEMA = pa.schema(
         ("tf32", pa.bool_()),  # TF32 matmuls on
         ("node", pa.string()),
         ("started_at", pa.string()),
-        ("code_version", pa.string()),
+        ("code_version", pa.string()),  # package version + source digest (fno.provenance)
+        ("source_digest", pa.string()),  # digest of the code that ran the trial; "" in older tables
+        ("git_commit", pa.string()),  # the driver's checkout commit ("-dirty" if changed); "" from a wheel
+        ("torch_version", pa.string()),
+        ("cuda_version", pa.string()),  # CUDA torch was built with; "" for a CPU build
+        ("ray_version", pa.string()),  # the driver's Ray; "" outside a sweep
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
@@ -105,6 +111,12 @@ ADDED_COLUMNS: dict[str, Any] = {
     "best_step": -1,
     "eval_steps": [],
     "eval_val_rel_l2": [],
+    "mean_field_rel_l2": float("nan"),
+    "source_digest": "",
+    "git_commit": "",
+    "torch_version": "",
+    "cuda_version": "",
+    "ray_version": "",
 }
 
 

@@ -36,12 +36,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from fno import __version__
 from fno.checks import check_choice, check_int
 from fno.config import check_known_fields, load_toml, parse_overrides
 from fno.data import MIN_RESOLUTION, DatasetSpec, Fields, Normalization, load_fields
 from fno.metrics import band_errors, relative_l2, summarize
 from fno.model import FNO2d, FNOConfig, check_modes
+from fno.provenance import code_version, library_versions, source_digest
 from fno.storage import Location, location
 from fno.vocabulary import FINETUNE_STRATEGIES, PRETRAINED_MODES, RANDOM_INIT_MODES, TRAINING_MODES
 
@@ -281,7 +281,7 @@ class TrialResult:
     device: str
     node: str
     started_at: str
-    code_version: str
+    code_version: str  # package version + source digest (fno.provenance)
     n_trainable: int = 0  # parameters the trial trained (the strategy's; 0 for zero-shot)
     finetune_strategy: str = ""  # the fine-tuning strategy; "" for other modes
     gpu_name: str = ""  # torch.cuda.get_device_name; "" on CPU
@@ -290,6 +290,13 @@ class TrialResult:
     tf32: bool = False  # TF32 matmuls were on (CUDA only)
     error: str = ""
     checkpoint: str = ""
+    # The test error (rel L2, training resolution) of predicting every test sample by the mean
+    # of the training targets: a trivial predictor the model must beat (predicting zero
+    # scores 1.0). NaN for zero-shot, which has no training set of its own.
+    mean_field_rel_l2: float = math.nan
+    source_digest: str = ""  # fno.provenance.source_digest of the code that ran
+    torch_version: str = ""
+    cuda_version: str = ""
     # The validation curve: the error after each evaluated step (always 80%, 90%, 100%).
     eval_steps: list[int] = dataclasses.field(default_factory=list)
     eval_val_rel_l2: list[float] = dataclasses.field(default_factory=list)
@@ -311,7 +318,7 @@ def save_checkpoint(
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
-        "code_version": __version__,
+        "code_version": code_version(),
         "model_config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "normalization": norm.to_dict(),
@@ -391,6 +398,13 @@ def per_sample_errors(
 def evaluate(model: FNO2d, norm: Normalization, fields: Fields, batch_size: int, autocast: bool = False) -> float:
     """Mean per-sample relative L2 error on ``fields``; one host sync however many batches."""
     return per_sample_errors(model, norm, fields, batch_size, autocast).mean().item()
+
+
+def mean_field_error(train: Fields, test: Fields) -> float:
+    """Mean per-sample relative L2 error on ``test`` of the trivial predictor that answers
+    every sample with the mean of the training targets (a (1, n, n) field)."""
+    mean_target = train.targets().mean(dim=0, keepdim=True).to(test.targets().device)  # (1, 1, n, n)
+    return relative_l2(mean_target.expand_as(test.targets()), test.targets()).mean().item()
 
 
 def test_metrics(
@@ -622,7 +636,9 @@ def _run_trial(
         "tf32": config.tf32 and device.type == "cuda",
         "node": platform.node(),
         "started_at": started_at,
-        "code_version": __version__,
+        "code_version": code_version(),
+        "source_digest": source_digest(),
+        **library_versions(),
     }
     if config.mode == "zeroshot":
         evaluations = test_metrics(run.model, run.norm, run.tests, config.batch_size, autocast)
@@ -640,6 +656,7 @@ def _run_trial(
             samples_per_s=0.0,
             **common,
         )
+    mean_field = mean_field_error(run.train, run.tests[config.resolution])
     trained = _train(config, run, autocast, report)
     best, test_err, checkpoint, evaluations = trained.best, math.nan, "", []
     if trained.status == "ok":
@@ -665,6 +682,7 @@ def _run_trial(
         eval_steps=trained.eval_steps,
         eval_val_rel_l2=trained.eval_val_rel_l2,
         evaluations=evaluations,
+        mean_field_rel_l2=mean_field,
         **common,
     )
 

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from fno.provenance import check_one_source
 from fno.storage import Location, location, open_location
 from fno_sweeps.runner import RunSettings
 
@@ -183,6 +184,10 @@ def start_ray(args: argparse.Namespace) -> None:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
         address = args.address or os.environ.get("RAY_ADDRESS") or "auto"
         check_head_reachable(address)
+        try:
+            check_one_source()  # the workers get copies of these three packages: one code version
+        except RuntimeError as err:
+            raise SystemExit(f"error: {err}") from None
         with tempfile.TemporaryDirectory(prefix="fno-scaling-modules-") as stage:
             runtime_env = {"py_modules": _staged_packages(Path(stage))}
             try:

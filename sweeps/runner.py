@@ -31,9 +31,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fno import __version__
 from fno.memory import gpu_share, trial_memory
 from fno.model import FNOConfig
+from fno.provenance import code_version, git_commit, library_versions, source_digest
 from fno.results import COLUMNS, EVALUATION_SCHEMA, compact, skip_keys, statuses, write_evaluations, write_row
 from fno.storage import Location, location
 from fno.train import TrialConfig, run_trial
@@ -46,6 +46,12 @@ TRIAL_BATCH = 256  # trials per Tuner.fit(): bounds driver memory and scheduler 
 
 def checkpoint_path(sweep_dir: Path | Location, key: str) -> Location:
     return location(sweep_dir) / "checkpoints" / key / "checkpoint.pt"
+
+
+def _ray_version() -> str:
+    import ray
+
+    return ray.__version__
 
 
 def result_row(trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, error: str = "") -> dict[str, Any]:
@@ -82,6 +88,7 @@ def result_row(trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, e
         "pretrain_family": trial.pretrain_family,
         "val_rel_l2": math.nan,
         "test_rel_l2": math.nan,
+        "mean_field_rel_l2": math.nan,
         "train_loss": math.nan,
         "best_step": -1,
         "eval_steps": [],
@@ -98,7 +105,12 @@ def result_row(trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, e
         "tf32": c.tf32,
         "node": platform.node(),
         "started_at": "",
-        "code_version": __version__,
+        "code_version": code_version(),
+        # The driver's; a finished trial's own result replaces all but git_commit and ray_version.
+        "source_digest": source_digest(),
+        "git_commit": git_commit(),
+        **library_versions(),
+        "ray_version": _ray_version(),
     }
     if result is not None:  # the trial's own measurements (TrialResult fields) take precedence
         row.update({name: result[name] for name in COLUMNS if name in result})

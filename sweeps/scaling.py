@@ -31,6 +31,7 @@ from fno_sweeps.grid import Preset, estimate_flops, expand
 from fno_sweeps.interrupt import Interrupt
 from fno_sweeps.lease import Lease, LeaseHeldError
 from fno_sweeps.live import DEFAULT_EVERY_S, LiveReport
+from fno_sweeps.manifest import StudyChangedError, check_study, record_study
 from fno_sweeps.runner import run_trials
 
 
@@ -177,25 +178,34 @@ def main(argv=None) -> int:
         return 2
     if args.dry_run:
         try:
+            print("\n".join(check_study(sweep_dir, preset, dry_run=True).lines))  # the verdict; writes nothing
             print_plan(preset, trials, sweep_dir, args.throughput, run_settings(args))
+        except ValueError as err:  # another study in this folder, or an unreadable manifest
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         except OSError as err:  # an object store that does not answer
             print(f"error: {destination_flag(args)}: cannot read the sweep folder {sweep_dir} ({err})", file=sys.stderr)
             return 2
         return 0
     try:
         check_writable(sweep_dir, destination_flag(args))
+        check_study(sweep_dir, preset)  # another study in this folder: refused before the lease, nothing written
         live = LiveReport(sweep_dir, 0 if args.no_report else args.report_every)
         lease = Lease(sweep_dir, continue_command("sweeps/scaling.py", argv), take_over=args.take_over)
         lease.acquire()
     except (ValueError, LeaseHeldError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if in_ray_job():
-        # Ray removes the job's working directory as soon as the job is stopped, while this
-        # driver still stops its trials; out of it, nothing the driver does needs it.
-        os.chdir(sweep_dir.local if sweep_dir.is_local else tempfile.gettempdir())
     try:
+        record_study(sweep_dir, preset)  # checked again, now that this driver holds the folder; then written
+        if in_ray_job():
+            # Ray removes the job's working directory as soon as the job is stopped, while this
+            # driver still stops its trials; out of it, nothing the driver does needs it.
+            os.chdir(sweep_dir.local if sweep_dir.is_local else tempfile.gettempdir())
         return _run(args, argv, trials, sweep, sweep_dir, live)
+    except StudyChangedError as err:  # another driver changed the study meanwhile
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     finally:
         live.close()
         lease.release()

@@ -94,7 +94,7 @@ def test_data_efficiency_gain_has_the_known_answer():
 
 def test_gain_outside_the_fine_tune_range_or_below_the_scratch_floor():
     df = results_table({("scratch", 8): (1.0, 0.5, 0.05), ("finetune", 8): (0.5, 0.5, 0.0)})
-    outside = data_efficiency_gain(df, target_error=0.9).iloc[0]  # both below 0.9 at every measured N
+    outside = data_efficiency_gain(df, target_error=0.7).iloc[0]  # both below 0.7 at every measured N
     assert outside["verdict"] == "undetermined" and math.isnan(outside["gain"]) and math.isnan(outside["bound"])
     assert "already at the target at its smallest N" in outside["note"]
     floor = data_efficiency_gain(df, target_error=0.03).iloc[0]  # scratch never gets below 0.05

@@ -98,6 +98,11 @@ def test_the_wheel_in_a_fresh_venv_runs_the_commands_from_any_folder(wheel, tmp_
         assert helped.returncode == 0, f"{command}: {helped.stderr[-3000:]}"
         assert "usage:" in helped.stdout
     assert list(elsewhere.iterdir()) == []  # a dry run and --help write nothing
+    # The same code installed as a wheel has the digest the checkout has (rows compare across installs).
+    digest = "from fno.provenance import source_digest; print(source_digest())"
+    installed = subprocess.run([str(python), "-c", digest], cwd=elsewhere, env=env, capture_output=True, text=True)
+    here = subprocess.run([sys.executable, "-c", digest], cwd=ROOT, capture_output=True, text=True)
+    assert installed.stdout.strip() == here.stdout.strip() != "", (installed.stderr, here.stderr)
 
 
 def test_no_module_edits_the_import_path():

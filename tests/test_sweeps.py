@@ -356,7 +356,8 @@ def test_half_gpu_trials_pack_four_to_two_logical_gpus_and_fall_back_to_the_cpu(
     overlap = max(int(((start <= t) & (end > t)).sum()) for t in start)
     assert overlap >= 3, f"at most {overlap} trials ran at once; 4 slots of half a GPU were free"
     with pytest.raises(SystemExit, match=r"asks for 0.5 CPUs and 3 GPUs, but the largest node has \d+ CPUs and 2 GPUs"):
-        scaling.main([*args[:-4], "--gpus-per-trial", "3", "--set", "downstream.steps=200"])
+        # New N (trials to run, so it gets to the check) extend the study; a changed n_test would be another study.
+        scaling.main([*args, "--gpus-per-trial", "3", "--set", "n_train=[16]"])
 
 
 def test_a_wrong_cluster_address_fails_fast_naming_it_and_the_usual_causes(tmp_path):

@@ -165,7 +165,7 @@ def test_every_fine_tune_curve_gets_its_gain_whatever_its_parameter_count():
     mixture = gains[gains["pretrain_family"] == "mixture"].sort_values("width")
     assert list(mixture["n_params"]) == [8000 + 32, 16000 + 64]  # the count of the model as trained
     trend = size_trend(gains)
-    assert list(trend["sizes_measured"]) == [2, 2]  # one size is one architecture, not split by its count
+    assert list(trend["sizes_used"]) == [2, 2]  # one size is one architecture, not split by its count
 
 
 def test_seed_aware_intervals_cover_the_true_exponent():
@@ -208,7 +208,7 @@ def test_seeds_that_change_nothing_give_no_interval_and_a_flag():
     df = pd.DataFrame(rows)
     points = select_points(df)
     small = smallest_n_comparison(points).iloc[0]
-    assert small["decided"] == NO_INTERVAL and "[" not in small["finetune_ci"]
+    assert small["decided"] == NO_INTERVAL and "[" not in small["finetune"]
     flags = diagnose(df, points, fit_curves(df, n_boot=20, points=points))
     flagged = flags[flags["check"] == "seeds without spread"]
     assert list(flagged["mode"]) == ["finetune"] and list(flagged["n_train"]) == ["8, 16"]

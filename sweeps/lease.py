@@ -4,7 +4,9 @@ Two drivers on one folder (the same command started twice, in two terminals or t
 batch jobs) would run every trial twice, and one's fine-tune trials could read a
 checkpoint the other is rewriting. So a driver holds ``<sweep>/driver.lease``
 (JSON: host, pid, started, renewed, command), rewrites it every TTL_S / 4 seconds
-and removes it at exit. Another driver is refused while the lease is fresh, with the
+and removes it at exit (a renewal that fails is retried with backoff until the lease
+would be stale; then, or when another driver has taken it, the lease is lost and the
+driver stops starting trials). Another driver is refused while the lease is fresh, with the
 holder's host, pid and start time and the way out (``--take-over``, for a holder known
 to be dead); a lease not renewed for TTL_S seconds, or held by a process of this host
 that no longer exists, is taken over with a warning.
@@ -23,6 +25,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -81,7 +84,9 @@ class Lease:
         self.me = Holder(socket.gethostname(), os.getpid(), now, now, command)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.lost = False  # set if another driver took the lease while this one ran
+        self.lost = False  # set if the lease was lost while this driver ran (taken over, or not renewable)
+        self.lost_reason = ""
+        self.on_lost: Callable[[str], None] | None = None  # called once, from the renewal thread, when lost
 
     def _mine(self, holder: Holder | None) -> bool:
         return holder is not None and (holder.host, holder.pid, holder.started) == (
@@ -119,12 +124,34 @@ class Lease:
         self._thread.start()
 
     def _renew(self) -> None:
-        while not self._stop.wait(self.ttl_s / 4):
-            if not self._mine(_read(self.path)):
-                self.lost = True
-                print(f"warning: another driver took over this sweep's lease ({self.path})", file=sys.stderr)
-                return
-            self._write(time.time())
+        """Rewrite the lease every ttl / 4 s. A renewal that fails (EIO, an object store that
+        times out) is retried with backoff, 1 s doubling up to 16 s, while the last good
+        renewal is younger than the ttl; past it, or when another driver's lease is found,
+        the lease is lost: ``lost`` is set and ``on_lost`` called once, with the reason."""
+        last_good = time.time()
+        first_backoff = min(1.0, self.ttl_s / 8)  # 1 s, 2, 4 ... (a test's short ttl: shorter)
+        wait, backoff = self.ttl_s / 4, first_backoff
+        while not self._stop.wait(wait):
+            try:
+                if not self._mine(_read(self.path)):
+                    self._lose(f"another driver took over this sweep's lease ({self.path})")
+                    return
+                self._write(time.time())
+            except OSError as err:
+                if time.time() - last_good > self.ttl_s:
+                    self._lose(f"the lease could not be renewed for {self.ttl_s:g} s ({self.path}: {err})")
+                    return
+                warning = f"warning: renewing the sweep's lease failed ({err}); retrying in {backoff:.3g} s"
+                print(warning, file=sys.stderr)
+                wait, backoff = backoff, min(backoff * 2, first_backoff * 2**4)
+                continue
+            last_good, wait, backoff = time.time(), self.ttl_s / 4, first_backoff
+
+    def _lose(self, reason: str) -> None:
+        self.lost, self.lost_reason = True, reason
+        print(f"warning: {reason}; this driver starts no more trials", file=sys.stderr)
+        if self.on_lost is not None:
+            self.on_lost(reason)
 
     def release(self) -> None:
         self._stop.set()

@@ -4,6 +4,7 @@ import json
 import os
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -312,3 +313,44 @@ def test_normalization_fits_pretraining_stats_and_travels_as_plain_data():
 def test_constant_channels_get_unit_std():
     norm = data.Normalization.fit(data.generate_fields(spec("helmholtz", n_samples=8)))
     assert norm.input_std[1] == 1.0  # the s channel is constant
+
+
+def test_without_flock_the_cache_locks_by_exclusive_create(tmp_path, monkeypatch):
+    # Old: fcntl.flock failing (ENOSYS, e.g. Lustre without flock) failed the trial.
+    import errno
+    import threading
+
+    from fno.data import cache
+
+    def no_flock(*_):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(cache.fcntl, "flock", no_flock)
+    inside, overlaps = [], []
+
+    def hold() -> None:
+        with cache._entry_lock(tmp_path, "entry"):
+            overlaps.append(len(inside))
+            inside.append(1)
+            time.sleep(0.1)
+            inside.pop()
+
+    threads = [threading.Thread(target=hold) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps == [0, 0, 0] and not (tmp_path / "entry.lock.excl").exists()
+
+
+def test_inside_a_batch_job_the_cache_is_on_the_node_local_tmpdir(tmp_path, monkeypatch):
+    from fno.data.cache import BATCH_JOB_VARIABLES, CACHE_ENV, default_cache_dir
+
+    for variable in (CACHE_ENV, *BATCH_JOB_VARIABLES):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    assert default_cache_dir() == Path.home() / ".cache" / "fno-scaling" / "data"  # a laptop: the home cache
+    monkeypatch.setenv("SLURM_JOB_ID", "123")
+    assert default_cache_dir() == tmp_path / "fno-scaling-data"
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "mine"))
+    assert default_cache_dir() == tmp_path / "mine"  # configurable first

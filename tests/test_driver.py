@@ -54,6 +54,40 @@ def test_take_over_replaces_a_live_holder_which_then_learns_it_lost(tmp_path, ca
     first.release()
 
 
+def test_a_renewal_that_fails_once_is_retried_and_the_lease_kept(tmp_path, monkeypatch, capsys):
+    # Old: one EIO killed the renewal thread; after the ttl a second driver took the lease while this one ran.
+    lease = Lease(tmp_path, "me", ttl_s=0.8)
+    lease.acquire()
+    real_write, failures = lease._write, iter([True])
+
+    def flaky_write(renewed: float) -> None:
+        if next(failures, False):
+            raise OSError(5, "Input/output error")
+        real_write(renewed)
+
+    monkeypatch.setattr(lease, "_write", flaky_write)
+    time.sleep(1.2)  # one failed renewal, a retry 0.1 s later, then renewals every 0.2 s
+    assert not lease.lost and "renewing the sweep's lease failed" in capsys.readouterr().err
+    assert time.time() - json.loads((tmp_path / LEASE_NAME).read_text())["renewed"] < 0.5
+    lease.release()
+
+
+def test_a_lease_that_cannot_be_renewed_for_its_ttl_is_lost_and_says_so(tmp_path, monkeypatch):
+    lease = Lease(tmp_path, "me", ttl_s=0.4)
+    reasons = []
+    lease.on_lost = reasons.append
+    lease.acquire()
+
+    def broken_write(renewed: float) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(lease, "_write", broken_write)
+    time.sleep(1.0)
+    assert lease.lost and len(reasons) == 1
+    assert "could not be renewed" in reasons[0] and "Input/output error" in reasons[0]
+    lease.release()
+
+
 def test_the_lease_is_renewed_while_the_driver_runs(tmp_path):
     with Lease(tmp_path, "me", ttl_s=0.4):
         before = json.loads((tmp_path / LEASE_NAME).read_text())["renewed"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from fno.model import FNO2d, FNOConfig, Pointwise, SpectralConv2d, max_modes, real_edge_bins
+from fno.model import FNO2d, FNOConfig, Pointwise, SpectralConv2d, irfft_real, max_modes, real_edge_bins
 
 
 @pytest.mark.parametrize("width,modes,layers", [(8, 4, 4), (16, 4, 2), (12, 6, 3)])
@@ -109,6 +109,16 @@ def test_the_zero_and_nyquist_bins_are_made_real_before_irfft():
     assert real_edge_bins(z, 9).imag[:, -1].eq(1).all()  # odd n has no Nyquist bin
     assert real_edge_bins(z[:, :3], 8).imag[:, -1].eq(1).all()  # truncated: the last kept bin is not Nyquist
     torch.testing.assert_close(cleared.real, z.real)
+
+
+@pytest.mark.parametrize("n,k", [(8, 5), (9, 5), (8, 3), (16, 9)])
+def test_the_cpu_irfft_ignores_the_imaginary_parts_of_the_edge_bins(n, k):
+    """irfft_real skips the clearing on the CPU: this is the property that makes that safe."""
+    torch.manual_seed(0)
+    z = torch.randn(3, 4, k, dtype=torch.complex128)
+    expected = torch.fft.irfft(real_edge_bins(z, n), n=n, dim=-1)
+    torch.testing.assert_close(irfft_real(z, n), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(torch.fft.irfft(z, n=n, dim=-1), expected, rtol=0, atol=1e-12)
 
 
 def test_pointwise_equals_a_linear_layer_with_and_without_an_addend():

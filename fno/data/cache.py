@@ -30,10 +30,20 @@ ARRAYS_SUFFIX = ".bin"
 ALIGN = 64  # bytes: each array of an entry starts at a multiple of this
 
 
+BATCH_JOB_VARIABLES = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "JOB_ID")  # set inside a batch job
+LOCK_STALE_S = 900.0  # an exclusive-create lock file older than this was left by a dead process
+
+
 def default_cache_dir() -> Path:
-    """$FNO_DATA_CACHE, else ~/.cache/fno-scaling/data (node-local)."""
+    """The node's cache folder: $FNO_DATA_CACHE; else, inside a batch job (SLURM, PBS,
+    LSF, SGE) with $TMPDIR set, $TMPDIR/fno-scaling-data, the node-local scratch (the home
+    folder is usually NFS on a cluster); else ~/.cache/fno-scaling/data."""
     env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "fno-scaling" / "data"
+    if env:
+        return Path(env)
+    if os.environ.get("TMPDIR") and any(os.environ.get(v) for v in BATCH_JOB_VARIABLES):
+        return Path(os.environ["TMPDIR"]) / "fno-scaling-data"
+    return Path.home() / ".cache" / "fno-scaling" / "data"
 
 
 def _sha256(path: Path) -> str:
@@ -179,7 +189,9 @@ def _write_cache(directory: Path, key: str, spec: DatasetSpec, fields: Fields) -
 def _entry_lock(directory: Path, key: str) -> Iterator[None]:
     """Hold entry ``key`` of the node's cache: trials that start together on a node wait
     for the first to generate a set instead of each generating it. Without a writable
-    cache folder, no lock (and no cache)."""
+    cache folder, no lock (and no cache). Where the file system has no ``flock``
+    (ENOSYS, ENOLCK, EOPNOTSUPP: some Lustre and NFS mounts), an exclusive-create lock
+    file instead (``_exclusive_lock``)."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         handle = open(directory / f"{key}.lock", "a+b")  # noqa: SIM115 (held for the block)
@@ -187,11 +199,41 @@ def _entry_lock(directory: Path, key: str) -> Iterator[None]:
         yield
         return
     with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:  # no flock on this file system
+            with _exclusive_lock(directory / f"{key}.lock.excl"):
+                yield
+            return
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path, poll_s: float = 0.2) -> Iterator[None]:
+    """A lock held by creating ``path`` with O_CREAT | O_EXCL (atomic on every POSIX file
+    system), waited for by polling; a lock file older than LOCK_STALE_S is removed as
+    left behind by a dead process."""
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            try:
+                if time.time() - path.stat().st_mtime > LOCK_STALE_S:
+                    path.unlink(missing_ok=True)
+                    continue
+            except FileNotFoundError:
+                continue
+            time.sleep(poll_s)
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.close(fd)
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _cached(directory: Path, key: str, n_samples: int | None) -> tuple[Fields | None, int]:

@@ -89,16 +89,36 @@ def library_versions() -> dict[str, str]:
     return {"torch_version": torch.__version__, "cuda_version": torch.version.cuda or ""}
 
 
+CHECKOUT_FOLDERS = {"fno": "fno", "fno_sweeps": "sweeps", "fno_analysis": "analysis"}  # import name -> folder
+
+
+def _folder_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.suffix in SOURCE_SUFFIXES and p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}\n".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def check_one_source() -> None:
-    """Refuse a mixture of the three packages from different places (say ``fno`` from a
-    submitted working directory and ``fno_sweeps`` from an installed wheel): they must
-    all come from one install (one site-packages folder) or one checkout (its root)."""
+    """Refuse a mixture of the three packages from different versions of the code (say
+    ``fno`` from a submitted working directory and ``fno_sweeps`` from an installed wheel
+    of other code). Packages imported from different places pass only where the copy
+    beside ``fno_sweeps`` (its install or checkout) holds the same sources."""
     folders = package_folders()
-    roots = {name: folder.parent for name, folder in folders.items()}
-    if len(set(roots.values())) > 1:
-        where = ", ".join(f"{name} from {folder}" for name, folder in folders.items())
+    if "fno_sweeps" not in folders:
+        return
+    home = folders["fno_sweeps"].parent
+    for name, folder in folders.items():
+        if folder.parent == home:
+            continue
+        candidates = [home / name, home / CHECKOUT_FOLDERS[name]]
+        twin = next((c for c in candidates if (c / "__init__.py").is_file()), None)
+        if twin is not None and _folder_digest(twin) == _folder_digest(folder):
+            continue  # the same code in two places (a Ray Job's working directory of this checkout)
+        where = ", ".join(f"{n} from {f}" for n, f in folders.items())
         raise RuntimeError(
-            f"the packages come from different places ({where}): a sweep would run a mixture of code versions. "
-            "Install the project once (pip install .) or run from one checkout, and do not put a second copy "
-            "on the import path (e.g. a Ray Job's --working-dir holding the checkout while another copy is installed)"
+            f"the packages come from different places with different code ({where}): a sweep would run a "
+            "mixture of code versions. Install the project once (pip install .) or run from one checkout, and do "
+            "not put another version on the import path (e.g. a Ray Job's --working-dir holding other code)"
         )

@@ -58,6 +58,11 @@ def test_packages_from_two_places_are_refused(tmp_path):
     subprocess.run(["cp", "-r", str(ROOT / "fno"), str(other / "fno")], check=True)
     env = {**os.environ, "PYTHONPATH": str(other)}
     check = "from fno.provenance import check_one_source; check_one_source()"
+    same = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert same.returncode == 0, same.stderr  # the same code in two places (a Ray Job's copy) is no mixture
+    (other / "fno" / "changed.py").write_text("CHANGED = True\n")
+    env = {**os.environ, "PYTHONPATH": str(other)}
+    check = "from fno.provenance import check_one_source; check_one_source()"
     done = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode != 0 and "come from different places" in done.stderr and "fno_sweeps from" in done.stderr
     alone = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True)

@@ -243,15 +243,7 @@ def size_trend(gains: pd.DataFrame, judge: Judge | None = None) -> pd.DataFrame:
         k = min(len(b) for b in usable["boot_lower"])
         lower = np.stack([np.asarray(b[:k], dtype=float) for b in usable["boot_lower"]], axis=1)  # (k, sizes)
         upper = np.stack([np.asarray(b[:k], dtype=float) for b in usable["boot_upper"]], axis=1)
-        with np.errstate(divide="ignore"):
-            log_lo, log_hi = np.log10(lower), np.log10(upper)
-        # x_i > 0 pulls the slope up with the gain: its lowest slope takes the lower limit there.
-        steepest_down = np.where(x > 0, log_lo, log_hi)
-        steepest_up = np.where(x > 0, log_hi, log_lo)
-        with np.errstate(invalid="ignore"):
-            s_min = (steepest_down * x).sum(axis=1) / (x * x).sum()
-            s_max = (steepest_up * x).sum(axis=1) / (x * x).sum()
-        s_min, s_max = np.where(np.isnan(s_min), -np.inf, s_min), np.where(np.isnan(s_max), np.inf, s_max)
+        s_min, s_max = _slope_range(lower, upper, x)
         lo = float(np.quantile(s_min, 0.025, method="inverted_cdf"))
         hi = float(np.quantile(s_max, 0.975, method="inverted_cdf"))
         estimate = _estimate_slopes(usable, x)
@@ -262,9 +254,7 @@ def size_trend(gains: pd.DataFrame, judge: Judge | None = None) -> pd.DataFrame:
             lo, hi = centre - factor * (centre - lo), centre + factor * (hi - centre)
         verdict = UNDECIDED if lo <= 0 <= hi else SUPPORTS if lo > 0 else CONTRADICTS
         if verdict in (SUPPORTS, CONTRADICTS):
-            moved = sorted(
-                {d for c in cells for d in itertools.chain(*judge.doubts.directions(c[0], c[1], c[2:-1], c[-1]))}
-            )
+            moved = sorted({d for c in cells for d in itertools.chain(*judge.directions(c))})
             if moved:
                 verdict = f"{UNDECIDED} (flags that move gains: {', '.join(moved)})"
         note = f"{k} paired replicates" + (f"; interval widened x{factor:g}" if factor != 1.0 else "")
@@ -275,6 +265,18 @@ def size_trend(gains: pd.DataFrame, judge: Judge | None = None) -> pd.DataFrame:
              "verdict": verdict, "note": note}
         )  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _slope_range(lower: np.ndarray, upper: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The least-squares slopes of log10 gain on the centred log10 sizes ``x`` that gains
+    in [lower, upper] (per size, last axis; 0 and inf allowed) allow: (smallest, largest),
+    -inf / inf where an open bound leaves that side open."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_lo, log_hi = np.log10(lower), np.log10(upper)
+        # x_i > 0 pulls the slope up with the gain: its lowest slope takes the lower limit there.
+        s_min = (np.where(x > 0, log_lo, log_hi) * x).sum(axis=-1) / (x * x).sum()
+        s_max = (np.where(x > 0, log_hi, log_lo) * x).sum(axis=-1) / (x * x).sum()
+    return np.where(np.isnan(s_min), -np.inf, s_min), np.where(np.isnan(s_max), np.inf, s_max)
 
 
 def _estimate_slopes(usable: pd.DataFrame, x: np.ndarray) -> tuple[float, float]:
@@ -294,11 +296,8 @@ def _estimate_slopes(usable: pd.DataFrame, x: np.ndarray) -> tuple[float, float]
         else:
             lo_g.append(0.0)
             hi_g.append(math.inf)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_lo, log_hi = np.log10(np.array(lo_g)), np.log10(np.array(hi_g))
-        s_min = float((np.where(x > 0, log_lo, log_hi) * x).sum() / (x * x).sum())
-        s_max = float((np.where(x > 0, log_hi, log_lo) * x).sum() / (x * x).sum())
-    return (-math.inf if math.isnan(s_min) else s_min), (math.inf if math.isnan(s_max) else s_max)
+    s_min, s_max = _slope_range(np.array(lo_g), np.array(hi_g), x)
+    return float(s_min), float(s_max)
 
 
 def mixture_comparison(points: pd.DataFrame, judge: Judge | None = None) -> pd.DataFrame:
@@ -698,6 +697,8 @@ def judge_table(df: pd.DataFrame, target_error: float | None = None, n_boot: int
     points = select_points(df)
     fits = fit_curves(df, n_boot=n_boot, seed=seed, points=points)
     flags = diagnose(df, points, fits)
-    gains = data_efficiency_gain(df, target_error, fits=fits, floor_artefacts=floor_artefacts(flags))
+    gains = data_efficiency_gain(
+        df, target_error, fits=fits, floor_artefacts=floor_artefacts(flags), learned=learned_cells(points)
+    )
     transfer, _ = fit_transfer(points, n_boot=n_boot, seed=seed)
     return build_findings(points, gains, flags, None, transfer)

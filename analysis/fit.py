@@ -232,6 +232,16 @@ def has_spread(errors) -> bool:
     return bool(np.log(values).std(ddof=1) > SPREAD_FLOOR)
 
 
+def log_t_interval(values) -> tuple[float, float]:
+    """95% t interval of the geometric mean of positive replicates (NaN with fewer than 2)."""
+    values = np.asarray(values, dtype=float)
+    if values.size < 2 or not np.all(values > 0):
+        return math.nan, math.nan
+    logs = np.log(values)
+    half = t975(values.size - 1) * logs.std(ddof=1) / math.sqrt(values.size)
+    return float(math.exp(logs.mean() - half)), float(math.exp(logs.mean() + half))
+
+
 def mean_interval(errors) -> tuple[float, float, float]:
     """(mean, lo, hi) of positive replicate values (training seeds): the 95% t interval of
     their log, stretched to hold the mean; lo = hi = nan with fewer than 3 values or no
@@ -241,9 +251,7 @@ def mean_interval(errors) -> tuple[float, float, float]:
     mean = float(values.mean())
     if values.size < 3 or not has_spread(values):
         return mean, math.nan, math.nan
-    logs = np.log(values)
-    half = t975(values.size - 1) * logs.std(ddof=1) / math.sqrt(values.size)
-    lo, hi = math.exp(logs.mean() - half), math.exp(logs.mean() + half)
+    lo, hi = log_t_interval(values)
     return mean, min(lo, mean), max(hi, mean)
 
 

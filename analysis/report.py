@@ -64,6 +64,7 @@ from fno_analysis.points import (
     select_points,
 )
 from fno_analysis.transfer import TRANSFER_KEYS, fit_transfer
+from fno_analysis.verdicts import learned_cells
 
 HEALTH_COLUMNS = ("key", "stage", "mode", "status", "error", "wall_s")
 MODE_COLOURS = {"scratch": "#d62728", "finetune": "#1f77b4", "zeroshot": "#7f7f7f"}
@@ -757,7 +758,9 @@ def build_report(
     points = select_points(df)
     fits = fit_curves(df, n_boot=n_boot, seed=seed, points=points)
     flags = diagnose(df, points, fits)
-    gains = data_efficiency_gain(df, target_error, fits=fits, floor_artefacts=floor_artefacts(flags))
+    gains = data_efficiency_gain(
+        df, target_error, fits=fits, floor_artefacts=floor_artefacts(flags), learned=learned_cells(points)
+    )
     evaluations = pd.DataFrame(columns=EVALUATION_COLUMNS) if evaluations is None else evaluations
     ev_points = evaluation_points(df, evaluations, points)
     transfer, transfer_samples = fit_transfer(points, n_boot=n_boot, seed=seed)

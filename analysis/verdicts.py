@@ -6,7 +6,7 @@ has been taken in (docs/analysis.md, "Verdicts"):
 1. Replicates. A point's interval comes from replicates that can differ: at least two
    data seeds (each its own training, validation and test sets; training seeds averaged
    within one), or at least three training seeds whose errors spread by more than
-   SPREAD_FLOOR (the sd of log error). Seeds that change nothing (a fine-tune whose
+   ``fit.SPREAD_FLOOR`` (the sd of log error). Seeds that change nothing (a fine-tune whose
    N <= batch size sees the whole set each step, in any order) are not replicates.
    Fewer: no interval, and no verdict that needs one.
 2. Errors are positive: their intervals are t intervals on the log scale, and every
@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from fno_analysis.fit import SPREAD_FLOOR, t975
+from fno_analysis.fit import has_spread, log_t_interval, t975
 from fno_analysis.points import SIZE_KEYS
 
 SUPPORTS, CONTRADICTS = "supports", "contradicts"
@@ -88,34 +88,24 @@ def widen(estimate: float, lo: float, hi: float, factor: float) -> tuple[float, 
     return min(new_lo, lo), max(new_hi, hi)
 
 
-def replicate_means(errors: Sequence[float], data_seeds: Sequence[int] | None) -> tuple[np.ndarray, str]:
-    """The replicate values of one point and their unit: per data seed the mean over its
-    training seeds where there are >= 2 data seeds; else the training seeds if there are
-    >= 3 whose spread (sd of log error) exceeds SPREAD_FLOOR; else none (empty)."""
+def replicate_means(errors: Sequence[float], data_seeds: Sequence[int] | None) -> np.ndarray:
+    """The replicate values of one point: per data seed the mean over its training seeds
+    where there are >= 2 data seeds; else the training seeds if there are >= 3 whose
+    spread exceeds SPREAD_FLOOR (``fit.has_spread``); else none (empty)."""
     values = np.asarray(errors, dtype=float)
     if data_seeds is not None and len(set(data_seeds)) >= 2:
         seeds = np.asarray(data_seeds)
-        return np.array([values[seeds == d].mean() for d in sorted(set(data_seeds))]), "data seed"
-    if values.size >= 3 and np.all(values > 0) and np.log(values).std(ddof=1) > SPREAD_FLOOR:
-        return values, "seed"
-    return np.array([]), ""
-
-
-def log_t_interval(values: np.ndarray) -> tuple[float, float]:
-    """95% t interval of the geometric mean of positive replicates (NaN with fewer than 2)."""
-    values = np.asarray(values, dtype=float)
-    if values.size < 2 or not np.all(values > 0):
-        return math.nan, math.nan
-    logs = np.log(values)
-    half = t975(values.size - 1) * logs.std(ddof=1) / math.sqrt(values.size)
-    return float(math.exp(logs.mean() - half)), float(math.exp(logs.mean() + half))
+        return np.array([values[seeds == d].mean() for d in sorted(set(data_seeds))])
+    if values.size >= 3 and has_spread(values):
+        return values
+    return np.array([])
 
 
 def point_interval(errors: Sequence[float], data_seeds: Sequence[int] | None = None) -> tuple[float, float, float]:
     """(mean, lo, hi) of a point's error: the mean of its rows, and the 95% log-t interval
     of its replicates (rule 1), stretched to hold the mean; lo = hi = NaN without replicates."""
     mean = float(np.mean(np.asarray(errors, dtype=float)))
-    replicates, _ = replicate_means(errors, data_seeds)
+    replicates = replicate_means(errors, data_seeds)
     lo, hi = log_t_interval(replicates)
     return (mean, *contain(mean, lo, hi))
 
@@ -135,8 +125,7 @@ def ratio_interval(
             a_s, b_s = np.asarray(a_seeds), np.asarray(b_seeds)
             per_seed = np.array([a_values[a_s == d].mean() / b_values[b_s == d].mean() for d in common])
             return (ratio, *contain(ratio, *log_t_interval(per_seed)))
-    ra, _ = replicate_means(a, a_seeds)
-    rb, _ = replicate_means(b, b_seeds)
+    ra, rb = replicate_means(a, a_seeds), replicate_means(b, b_seeds)
     if ra.size < 2 or rb.size < 2:
         return ratio, math.nan, math.nan
     la, lb = np.log(ra), np.log(rb)
@@ -171,10 +160,6 @@ def temper(verdict: str, inflating: Iterable[str], deflating: Iterable[str]) -> 
     if verdict == CONTRADICTS and deflating:
         return f"{FINETUNE_DOUBT}: {', '.join(deflating)}"
     return verdict
-
-
-def decided(verdict: str) -> bool:
-    return verdict in (SUPPORTS, CONTRADICTS)
 
 
 # --- what the flags say about a cell -------------------------------------------------------

@@ -32,14 +32,20 @@ def package_folders() -> dict[str, Path]:
     return folders
 
 
+def _add_sources(digest, folder: Path, prefix: str = "") -> None:
+    """Feed ``digest`` every source file below ``folder``, each as its relative path (after
+    ``prefix``) and its bytes, in sorted order."""
+    for path in sorted(p for p in folder.rglob("*") if p.suffix in SOURCE_SUFFIXES and p.is_file()):
+        digest.update(f"{prefix}{path.relative_to(folder).as_posix()}\n".encode())
+        digest.update(path.read_bytes())
+
+
 @functools.lru_cache(maxsize=1)
 def source_digest() -> str:
     """SHA-256 (hex, 16 characters) of the packages' source files, by import name and relative path."""
     digest = hashlib.sha256()
     for name, folder in sorted(package_folders().items()):
-        for path in sorted(p for p in folder.rglob("*") if p.suffix in SOURCE_SUFFIXES and p.is_file()):
-            digest.update(f"{name}/{path.relative_to(folder).as_posix()}\n".encode())
-            digest.update(path.read_bytes())
+        _add_sources(digest, folder, f"{name}/")
     return digest.hexdigest()[:16]
 
 
@@ -94,9 +100,7 @@ CHECKOUT_FOLDERS = {"fno": "fno", "fno_sweeps": "sweeps", "fno_analysis": "analy
 
 def _folder_digest(folder: Path) -> str:
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.suffix in SOURCE_SUFFIXES and p.is_file()):
-        digest.update(f"{path.relative_to(folder).as_posix()}\n".encode())
-        digest.update(path.read_bytes())
+    _add_sources(digest, folder)
     return digest.hexdigest()
 
 

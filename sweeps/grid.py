@@ -34,6 +34,9 @@ NON_KEY_FIELDS = ("device", "threads", "bf16", "tf32", "gpu_share", "pretrained"
 # Fields added after the first sweeps ran, with the value that leaves them out of a key:
 # a trial that does not use one keeps the key (and results) it had.
 OPTIONAL_KEY_FIELDS = {"epochs": None, "min_steps": None, "max_steps": None, "finetune_strategy": "full"}
+# The grid's axes that must be non-empty lists (a study grows along these and the others in
+# fno_sweeps.manifest.GRID_AXES).
+LIST_AXES = ("sizes", "pretrain_families", "families", "shifts", "n_train", "train_modes", "lrs", "seeds", "data_seeds")
 SIZE_PATTERN = re.compile(r"^w(\d+)-m(\d+)$")
 
 
@@ -100,18 +103,7 @@ class Preset:
     downstream: StageSettings = StageSettings(steps=300, batch_size=16, eval_every=50)
 
     def __post_init__(self) -> None:
-        axes = (
-            "sizes",
-            "pretrain_families",
-            "families",
-            "shifts",
-            "n_train",
-            "train_modes",
-            "lrs",
-            "seeds",
-            "data_seeds",
-        )
-        for name in axes:
+        for name in LIST_AXES:
             value = getattr(self, name)
             if isinstance(value, str) or not hasattr(value, "__iter__") or len(value) == 0:
                 raise ValueError(f"{name} must be a non-empty list, got {value!r}")

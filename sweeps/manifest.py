@@ -41,23 +41,15 @@ from fno.checks import sha256_hex
 from fno.physics.families import SINGLE_FAMILIES
 from fno.storage import Location
 from fno.vocabulary import SHIFTS
-from fno_sweeps.grid import Preset, StageSettings
+from fno_sweeps.grid import LIST_AXES, Preset, StageSettings
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
 # The lists a study grows along: a value added is new trials, a value removed is trials
 # not run; the trials of the other values keep their meaning and their keys.
 GRID_AXES = (
-    "sizes",
-    "pretrain_families",
-    "families",
-    "shifts",
-    "n_train",
-    "train_modes",
+    *LIST_AXES,
     "finetune_strategies",
-    "lrs",
-    "seeds",
-    "data_seeds",
     "eval_resolutions",  # more test resolutions: more evaluations, no new trial
 )
 SWITCHES = ("budget_probe",)  # on: the budget probes are added, the other trials unchanged

@@ -28,6 +28,7 @@ import pandas as pd
 from fno.vocabulary import FINETUNE_STRATEGIES, FITTED_MODES
 from fno_analysis.evaluations import BAND_METRICS as BANDS
 from fno_analysis.evaluations import resolution_ratios
+from fno_analysis.fit import CONFIDENCE
 from fno_analysis.points import SIZE_KEYS, ordered_shifts
 from fno_analysis.verdicts import (
     CELL_KEYS,
@@ -356,12 +357,19 @@ def zero_shot_by_shift(points: pd.DataFrame, judge: Judge | None = None) -> pd.D
         for s in shifts:
             row[f"zeroshot_{s}"] = _fmt(*point_interval(at[s]["seed_errors"], at[s].get("seed_data_seeds")))
         votes = []
-        for a, b in itertools.pairwise(shifts):
-            ratio, lo, hi = ratio_interval(
-                at[b]["seed_errors"], at[b].get("seed_data_seeds"), at[a]["seed_errors"], at[a].get("seed_data_seeds")
-            )
+        steps = list(itertools.pairwise(shifts))
+        for a, b in steps:
+            pair = (at[b]["seed_errors"], at[b].get("seed_data_seeds"))
+            pair += (at[a]["seed_errors"], at[a].get("seed_data_seeds"))
+            ratio, lo, hi = ratio_interval(*pair)
             row[f"{b}_over_{a}"] = _fmt(ratio, lo, hi)
-            votes.append(above(lo, hi, 1.0) if not math.isnan(lo) else NO_INTERVAL)
+            vote = above(lo, hi, 1.0) if not math.isnan(lo) else NO_INTERVAL
+            if vote == CONTRADICTS and len(steps) > 1:
+                # "Grows at every step" is contradicted by any one step that falls: over k steps,
+                # each must fall at the Bonferroni level 1 - 0.05 / k, or k chances at 2.5% add up.
+                _, lo_k, hi_k = ratio_interval(*pair, confidence=1 - (1 - CONFIDENCE) / len(steps))
+                vote = above(lo_k, hi_k, 1.0)
+            votes.append(vote)
         last = shifts[-1]
         mask = (ft["family"] == family) & (ft["pretrain_family"] == source) & (ft["shift"] == last)
         for k, v in zip(SIZE_KEYS, size, strict=True):

@@ -232,13 +232,23 @@ def has_spread(errors) -> bool:
     return bool(np.log(values).std(ddof=1) > SPREAD_FLOOR)
 
 
-def log_t_interval(values) -> tuple[float, float]:
-    """95% t interval of the geometric mean of positive replicates (NaN with fewer than 2)."""
+def t_quantile(dof: int, confidence: float = CONFIDENCE) -> float:
+    """The two-sided ``confidence`` quantile of Student's t with ``dof`` degrees of freedom."""
+    if confidence == CONFIDENCE:
+        return t975(dof)
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + confidence / 2, dof))
+
+
+def log_t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """``confidence`` (95%) t interval of the geometric mean of positive replicates (NaN
+    with fewer than 2)."""
     values = np.asarray(values, dtype=float)
     if values.size < 2 or not np.all(values > 0):
         return math.nan, math.nan
     logs = np.log(values)
-    half = t975(values.size - 1) * logs.std(ddof=1) / math.sqrt(values.size)
+    half = t_quantile(values.size - 1, confidence) * logs.std(ddof=1) / math.sqrt(values.size)
     return float(math.exp(logs.mean() - half)), float(math.exp(logs.mean() + half))
 
 

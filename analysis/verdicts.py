@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from fno_analysis.fit import has_spread, log_t_interval, t975
+from fno_analysis.fit import CONFIDENCE, has_spread, log_t_interval, t_quantile
 from fno_analysis.points import SIZE_KEYS
 
 SUPPORTS, CONTRADICTS = "supports", "contradicts"
@@ -111,9 +111,13 @@ def point_interval(errors: Sequence[float], data_seeds: Sequence[int] | None = N
 
 
 def ratio_interval(
-    a: Sequence[float], a_seeds: Sequence[int] | None, b: Sequence[float], b_seeds: Sequence[int] | None
+    a: Sequence[float],
+    a_seeds: Sequence[int] | None,
+    b: Sequence[float],
+    b_seeds: Sequence[int] | None,
+    confidence: float = CONFIDENCE,
 ) -> tuple[float, float, float]:
-    """(ratio, lo, hi): mean(a) / mean(b) with a 95% interval. Paired over the data seeds
+    """(ratio, lo, hi): mean(a) / mean(b) with a ``confidence`` (95%) interval. Paired over the data seeds
     both points have (>= 2): a t interval of the per-seed log ratios; else, where both have
     replicates, the log difference with the two standard errors combined (degrees of
     freedom: the smaller sample's); else no interval."""
@@ -124,14 +128,14 @@ def ratio_interval(
         if len(common) >= 2:
             a_s, b_s = np.asarray(a_seeds), np.asarray(b_seeds)
             per_seed = np.array([a_values[a_s == d].mean() / b_values[b_s == d].mean() for d in common])
-            return (ratio, *contain(ratio, *log_t_interval(per_seed)))
+            return (ratio, *contain(ratio, *log_t_interval(per_seed, confidence)))
     ra, rb = replicate_means(a, a_seeds), replicate_means(b, b_seeds)
     if ra.size < 2 or rb.size < 2:
         return ratio, math.nan, math.nan
     la, lb = np.log(ra), np.log(rb)
     se = math.sqrt(la.var(ddof=1) / la.size + lb.var(ddof=1) / lb.size)
     centre = la.mean() - lb.mean()
-    half = t975(min(la.size, lb.size) - 1) * se
+    half = t_quantile(min(la.size, lb.size) - 1, confidence) * se
     return (ratio, *contain(ratio, math.exp(centre - half), math.exp(centre + half)))
 
 

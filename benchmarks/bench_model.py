@@ -123,7 +123,7 @@ def run_one(
     dev = torch.device(device)
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
-    width, modes = PRESETS[preset]
+    width, modes = _size(preset)
     model = build(impl, 4, width, modes).to(dev)
     params = n_real_params(model)
     if compile_:
@@ -184,9 +184,31 @@ def run_one(
     }
 
 
+def _size(name: str) -> tuple[int, int]:
+    """(width, modes) of a size named wWIDTH-mMODES."""
+    if name in PRESETS:
+        return PRESETS[name]
+    width, modes = name.removeprefix("w").split("-m")
+    return int(width), int(modes)
+
+
+def _size_name(text: str) -> str:
+    try:
+        _size(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size wWIDTH-mMODES such as w32-m16, got {text!r}") from None
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", nargs="+", default=["w16-m4", "w32-m8", "w64-m16"], choices=list(PRESETS))
+    parser.add_argument(
+        "--presets",
+        nargs="+",
+        type=_size_name,
+        default=["w16-m4", "w32-m8", "w32-m16", "w64-m16"],
+        help=f"sizes wWIDTH-mMODES (named: {', '.join(PRESETS)})",
+    )
     parser.add_argument("--impls", nargs="+", default=list(IMPLEMENTATIONS), choices=IMPLEMENTATIONS)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)

@@ -70,6 +70,10 @@ SCHEMA = pa.schema(
         ("eval_val_rel_l2", pa.list_(pa.float64())),  # ... and the error after each
         ("status", pa.string()),  # ok | diverged | failed | stopped
         ("error", pa.string()),
+        # Why a failed row failed (FAILURES); "" for a row that did not fail. Re-running the
+        # sweep runs RETRIED_FAILURES again; the others only with --retry-failed.
+        ("failure", pa.string()),
+        ("resumed_step", pa.int64()),  # the step the trial resumed from after a lost worker; 0 if it never did
         ("wall_s", pa.float64()),
         ("train_s", pa.float64()),
         ("samples_per_s", pa.float64()),
@@ -117,7 +121,21 @@ ADDED_COLUMNS: dict[str, Any] = {
     "torch_version": "",
     "cuda_version": "",
     "ray_version": "",
+    "failure": "",
+    "resumed_step": 0,
 }
+# Why a trial failed, as its row's ``failure`` says:
+# - infrastructure: its worker or node died (preemption, a lost node, a killed actor) more
+#   often than the retries allowed, or the trial ended without a result;
+# - out of memory: the device (or the node) ran out of memory;
+# - timeout: it ran past its time limit (--trial-timeout);
+# - dependency: the pre-training it fine-tunes or evaluates did not produce a checkpoint;
+# - error: it raised (a bug, a bad input): the same again on a re-run.
+# (A non-finite loss is not a failure: such a row has status "diverged".)
+FAILURES = ("infrastructure", "out of memory", "timeout", "dependency", "error")
+# Run again by a plain re-run of the sweep: causes outside the trial. A dependency
+# failure is run again too: its pre-training is, and if that fails again so does it.
+RETRIED_FAILURES = ("infrastructure", "timeout", "dependency")
 
 
 def _check_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,6 +145,8 @@ def _check_row(row: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"result row does not fit the schema: missing {missing}, unknown {extra}")
     if row["status"] not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {row['status']!r}")
+    if row["failure"] not in ("", None, *FAILURES):
+        raise ValueError(f"failure must be one of {', '.join(FAILURES)} or empty; got {row['failure']!r}")
     if row["stage"] not in STAGES:
         raise ValueError(f"stage must be one of {', '.join(STAGES)}; got {row['stage']!r}")
     return {c: row[c] for c in COLUMNS}
@@ -259,16 +279,23 @@ def compact(directory: str | os.PathLike | Location, schema: pa.Schema = SCHEMA)
 
 
 def statuses(results_dir: str | os.PathLike | Location) -> dict[str, str]:
-    """key -> status of every row under ``results_dir``."""
+    """key -> status of every row under ``results_dir``; a failed row whose failure is
+    one of RETRIED_FAILURES reads "failed, retried"."""
     table = read_results(results_dir)
-    return dict(zip(table.column("key").to_pylist(), table.column("status").to_pylist(), strict=True))
+    keys, status, failure = (table.column(c).to_pylist() for c in ("key", "status", "failure"))
+    return {
+        k: "failed, retried" if s == "failed" and f in RETRIED_FAILURES else s
+        for k, s, f in zip(keys, status, failure, strict=True)
+    }
 
 
 def skip_keys(status: Mapping[str, str], include_failed: bool = True) -> set[str]:
-    """Keys a run skips: those with a row (failed ones too, unless ``include_failed`` is False)."""
-    return {k for k, s in status.items() if include_failed or s != "failed"}
+    """Keys a run skips: those with a row, except failures a re-run retries (infrastructure,
+    timeout, dependency); with ``include_failed`` False, no failed row is skipped."""
+    return {k for k, s in status.items() if s != "failed, retried" and (include_failed or s != "failed")}
 
 
 def finished_keys(results_dir: str | os.PathLike | Location, include_failed: bool = True) -> set[str]:
-    """Keys with a row (optionally leaving out failed ones, so they are run again)."""
+    """Keys a run skips (``skip_keys``): failed ones are run again unless ``include_failed``,
+    and those whose failure a re-run retries always are."""
     return skip_keys(statuses(results_dir), include_failed)

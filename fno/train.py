@@ -49,6 +49,33 @@ CHECKPOINT_FORMAT = "fno-scaling-checkpoint"
 CHECKPOINT_VERSION = 1
 
 Report = Callable[[int, float, float, float], None]  # (step, epoch, train_loss, val_rel_l2)
+RESUME_FORMAT = "fno-scaling-resume"
+RESUME_VERSION = 1
+# TrialConfig fields that say where and how a trial runs, not what it computes: a state
+# saved under one device, thread count or GPU share resumes under another.
+EXECUTION_FIELDS = ("device", "threads", "gpu_share")
+
+
+class TrialTimeoutError(RuntimeError):
+    """A trial ran past its time limit (``TrialControl.timeout_s``)."""
+
+
+@dataclass(frozen=True)
+class TrialControl:
+    """How a trial survives the worker it runs on; none of it changes its result.
+
+    resume_path: where the training state (weights, optimizer, schedule position, the
+    shuffling generator, the validation curve and best weights so far) is saved, at an
+    evaluation step at least ``save_every_s`` seconds after the last save, and resumed
+    from when the trial starts again (a retry after a lost worker). A resumed trial
+    takes exactly the steps an uninterrupted one would (same order, same updates).
+    timeout_s: wall seconds from the trial's start after which it raises TrialTimeoutError
+    (checked every step; None: no limit).
+    """
+
+    resume_path: str | None = None
+    save_every_s: float = 300.0
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -290,6 +317,7 @@ class TrialResult:
     tf32: bool = False  # TF32 matmuls were on (CUDA only)
     error: str = ""
     checkpoint: str = ""
+    resumed_step: int = 0  # the step this run resumed from (TrialControl.resume_path); 0 from the start
     # The test error (rel L2, training resolution) of predicting every test sample by the mean
     # of the training targets: a trivial predictor the model must beat (predicting zero
     # scores 1.0). NaN for zero-shot, which has no training set of its own.
@@ -476,9 +504,15 @@ def _epoch_order(n: int, generator: torch.Generator, device: torch.device) -> to
 
 
 def run_trial(
-    config: TrialConfig, report: Report | None = None, out_dir: str | os.PathLike | None = None
+    config: TrialConfig,
+    report: Report | None = None,
+    out_dir: str | os.PathLike | None = None,
+    control: TrialControl | None = None,
 ) -> TrialResult:
     """Run one trial; write ``checkpoint.pt`` (pretrain, scratch, finetune) under ``out_dir``.
+
+    ``control``: resume state and time limit (TrialControl); the resume file is removed
+    once the trial has its result.
 
     On CUDA, a trial that runs out of memory raises RuntimeError naming its share, and
     the memory it held is returned to the device either way.
@@ -486,7 +520,7 @@ def run_trial(
     config.check_checkpoint()
     device = resolve_device(config.device)
     try:
-        return _run_trial(config, device, report, out_dir)
+        return _run_trial(config, device, report, out_dir, control or TrialControl())
     except torch.cuda.OutOfMemoryError as err:
         cap = torch.cuda.get_device_properties(device).total_memory * (config.gpu_share or 1.0)
         raise RuntimeError(
@@ -549,14 +583,92 @@ class _Trained:
     best: BestWeights
     eval_steps: list[int]  # the validation curve, for the under-training diagnostic
     eval_val_rel_l2: list[float]
+    resumed_step: int = 0  # the step a saved state resumed this run from
 
 
-def _train(config: TrialConfig, run: _Prepared, autocast: bool, report: Report | None) -> _Trained:
+def _save_resume(
+    path: str,
+    config: TrialConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    order: torch.Tensor,
+    cursor: int,
+    out: _Trained,
+    train_s: float,
+) -> None:
+    """The loop's whole state at an evaluation step (the interval's loss sum is zero
+    there), written atomically: a worker lost while writing leaves the last save."""
+    state = {
+        "format": RESUME_FORMAT,
+        "version": RESUME_VERSION,
+        "trial_config": _resume_identity(config),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": _to_cpu(optimizer.state_dict()),
+        "generator": generator.get_state(),
+        "order": order.cpu(),
+        "cursor": cursor,
+        "steps": out.steps,
+        "train_loss": out.train_loss,
+        "eval_steps": list(out.eval_steps),
+        "eval_val_rel_l2": list(out.eval_val_rel_l2),
+        "best_val_rel_l2": out.best.val_rel_l2,
+        "best_step": out.best.step,
+        "best_state": out.best.state,
+        "train_s": train_s,
+    }
+    location(path).write(lambda fh: torch.save(state, fh))
+
+
+def _to_cpu(value: Any) -> Any:
+    """``value`` (an optimizer's state dict) with every tensor copied to the host."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_cpu(v) for v in value]
+    return value
+
+
+def _resume_identity(config: TrialConfig) -> str:
+    """What a resume state must match: the trial's config without EXECUTION_FIELDS."""
+    fields = {k: v for k, v in config.to_dict().items() if k not in EXECUTION_FIELDS}
+    return json.dumps(fields, sort_keys=True)
+
+
+def _load_resume(path: str | None, config: TrialConfig) -> dict[str, Any] | None:
+    """The saved state at ``path`` if there is one for this very trial, else None (a state
+    of another configuration, or an unreadable file, is ignored with a warning: the trial
+    starts over)."""
+    if not path or not location(path).is_file():
+        return None
+    target = location(path)
+    try:
+        source = target.local if target.is_local else io.BytesIO(target.read_bytes())
+        state = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a damaged file
+        print(f"[fno] resume state {path} unreadable ({type(err).__name__}): starting over", file=sys.stderr)
+        return None
+    if state.get("format") != RESUME_FORMAT or state.get("version") != RESUME_VERSION:
+        print(f"[fno] {path} is not a resume state of this version: starting over", file=sys.stderr)
+        return None
+    if state["trial_config"] != _resume_identity(config):
+        print(f"[fno] resume state {path} belongs to another configuration: starting over", file=sys.stderr)
+        return None
+    return state
+
+
+def _train(
+    config: TrialConfig, run: _Prepared, autocast: bool, report: Report | None, control: TrialControl, started: float
+) -> _Trained:
     """Phase 2: the optimisation loop, evaluating at ``config.eval_steps()``.
 
     No host sync between evaluations: the order is sent once per epoch, the
     normalisation's tensors are cached on the device, and the loss is summed on the
-    device and read (and checked for divergence) only at evaluations.
+    device and read (and checked for divergence) only at evaluations. With
+    ``control.resume_path``, the loop's state is saved at evaluations and a saved state
+    is resumed; ``started`` (perf_counter) is when the trial began, for its time limit.
     """
     model, norm, train, device = run.model, run.norm, run.train, run.device
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
@@ -566,10 +678,27 @@ def _train(config: TrialConfig, run: _Prepared, autocast: bool, report: Report |
     evaluate_at = set(config.eval_steps())
     out = _Trained("ok", "", 0, math.nan, 0.0, BestWeights(), [], [])
     cursor, last_eval, interval_steps = 0, 0, 0
+    train_s_before = 0.0  # training seconds of the runs this one resumes
+    state = _load_resume(control.resume_path, config)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        order, cursor = state["order"].to(device), state["cursor"]
+        out.steps, out.train_loss, last_eval = state["steps"], state["train_loss"], state["steps"]
+        out.eval_steps, out.eval_val_rel_l2 = list(state["eval_steps"]), list(state["eval_val_rel_l2"])
+        out.best = BestWeights(state["best_val_rel_l2"], state["best_step"], state["best_state"])
+        out.resumed_step, train_s_before = state["steps"], state["train_s"]
     interval_loss = torch.zeros((), device=device)
-    started = time.perf_counter()
+    deadline = started + control.timeout_s if control.timeout_s else math.inf
+    loop_started = last_save = time.perf_counter()
     model.train()
     while out.steps < total:
+        if time.perf_counter() > deadline:
+            raise TrialTimeoutError(
+                f"trial ran past its time limit of {control.timeout_s:.0f} s at step {out.steps} of {total} "
+                "(--trial-timeout)"
+            )
         if cursor + batch_size > config.n_train:  # new epoch: reshuffle
             order, cursor = _epoch_order(config.n_train, generator, device), 0
         index = order[cursor : cursor + batch_size]
@@ -600,16 +729,24 @@ def _train(config: TrialConfig, run: _Prepared, autocast: bool, report: Report |
             out.eval_steps.append(out.steps)
             out.eval_val_rel_l2.append(val_err)
             out.best.offer(val_err, out.steps, model)
+            if control.resume_path and out.steps < total and time.perf_counter() - last_save >= control.save_every_s:
+                train_s = train_s_before + time.perf_counter() - loop_started
+                _save_resume(control.resume_path, config, model, optimizer, generator, order, cursor, out, train_s)
+                last_save = time.perf_counter()
             if report is not None:
                 report(out.steps, out.steps * batch_size / config.n_train, out.train_loss, val_err)
-    out.train_s = time.perf_counter() - started
+    out.train_s = train_s_before + time.perf_counter() - loop_started
     if out.status == "ok" and not math.isfinite(out.best.val_rel_l2):
         out.status, out.error = "diverged", "validation error was never finite"
     return out
 
 
 def _run_trial(
-    config: TrialConfig, device: torch.device, report: Report | None, out_dir: str | os.PathLike | None
+    config: TrialConfig,
+    device: torch.device,
+    report: Report | None,
+    out_dir: str | os.PathLike | None,
+    control: TrialControl,
 ) -> TrialResult:
     """The phases: set up the device, prepare (``_prepare``), train (``_train``), then test
     the best checkpoint and save it."""
@@ -657,7 +794,7 @@ def _run_trial(
             **common,
         )
     mean_field = mean_field_error(run.train, run.tests[config.resolution])
-    trained = _train(config, run, autocast, report)
+    trained = _train(config, run, autocast, report, control, started)
     best, test_err, checkpoint, evaluations = trained.best, math.nan, "", []
     if trained.status == "ok":
         run.model.load_state_dict(best.state)
@@ -666,7 +803,7 @@ def _run_trial(
         if out_dir is not None:
             checkpoint = str(location(out_dir) / "checkpoint.pt")
             save_checkpoint(checkpoint, run.model, run.norm, config, best_step=best.step, val_rel_l2=best.val_rel_l2)
-    return TrialResult(
+    result = TrialResult(
         status=trained.status,
         val_rel_l2=best.val_rel_l2 if math.isfinite(best.val_rel_l2) else math.nan,
         test_rel_l2=test_err,
@@ -683,8 +820,12 @@ def _run_trial(
         eval_val_rel_l2=trained.eval_val_rel_l2,
         evaluations=evaluations,
         mean_field_rel_l2=mean_field,
+        resumed_step=trained.resumed_step,
         **common,
     )
+    if control.resume_path and location(control.resume_path).is_file():  # the result supersedes it
+        location(control.resume_path).delete()
+    return result
 
 
 # ---------------------------------------------------------------------------- CLI

@@ -52,7 +52,39 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", action="store_true", help="GPU trials: bf16 autocast for the pointwise layers")
     p.add_argument("--tf32", action="store_true", help="GPU trials: TF32 matmuls")
     p.add_argument("--concurrency", type=int, default=None, help="trials at once (default: as resources allow)")
-    p.add_argument("--max-retries", type=int, default=1, help="retries of a trial that raises")
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=2,
+        help="retries of a trial that raises or loses its worker or node (default 2); a retry resumes from the "
+        "trial's saved state",
+    )
+    p.add_argument(
+        "--trial-timeout",
+        type=_timeout,
+        default=None,
+        metavar="SECONDS",
+        help="end a trial that runs longer as a timeout (0: no limit; default auto: 10x its FLOPs at the slowest "
+        "rate seen in the sweep, at least 30 min)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="a trial saves its training state this often, to resume from after a lost worker (default 300)",
+    )
+    p.add_argument(
+        "--allow-cpu-fallback",
+        action="store_true",
+        help="GPU trials on a node where CUDA is not available run on its CPU (default: they fail, naming the node)",
+    )
+    p.add_argument(
+        "--autoscale",
+        action="store_true",
+        help="--cluster that grows on demand (KubeRay, the Ray autoscaler): accept a head without the resources "
+        "a trial needs, and keep trials pending so that nodes are added; needs --storage",
+    )
     p.add_argument("--num-cpus", type=int, default=None, help="local Ray: CPUs to use (default: all)")
     p.add_argument("--num-gpus", type=int, default=None, help="local Ray: GPUs to offer (default: those it detects)")
     p.add_argument("--dashboard-host", default="127.0.0.1", help="local Ray dashboard bind address")
@@ -99,8 +131,18 @@ def output_base(args: argparse.Namespace) -> Location:
     gpus = args.gpus_per_trial
     if args.cpus_per_trial <= 0 or (gpus is not None and gpus < 0) or args.max_retries < 0:
         raise ValueError("need --cpus-per-trial > 0, --gpus-per-trial >= 0 and --max-retries >= 0")
-    if gpus is not None and 1 < gpus != int(gpus):
-        raise ValueError(f"--gpus-per-trial {gpus}: fractions must be below 1 (Ray cannot split them)")
+    if gpus is not None and gpus > 1:
+        raise ValueError(
+            f"--gpus-per-trial {gpus:g}: a trial trains on one GPU, so more would be reserved and never used; "
+            "give a share in (0, 1], 1 or auto"
+        )
+    if args.checkpoint_every <= 0:
+        raise ValueError(f"--checkpoint-every must be > 0 seconds, got {args.checkpoint_every:g}")
+    if args.autoscale and not (args.cluster and args.storage):
+        raise ValueError(
+            "--autoscale applies to --cluster and needs --storage (a folder every node sees, or a bucket URI): "
+            "nodes that join must read the checkpoints others wrote"
+        )
     if args.device == "cuda" and gpus == 0:
         raise ValueError(
             "--device cuda needs a GPU request: --gpus-per-trial 0.25, 1 or auto (trials without one run on CPUs)"
@@ -150,6 +192,19 @@ def _gpu_request(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
 
 
+def _timeout(text: str) -> float | None:
+    """--trial-timeout: seconds (0: no limit) or auto (None)."""
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (0: no limit) or auto, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0 (0: no limit) or auto, got {text!r}")
+    return value
+
+
 def _local_gpu_memory_gib() -> float:
     """The memory of this machine's first GPU, for --gpus-per-trial auto without --gpu-memory-gib."""
     import torch
@@ -170,6 +225,10 @@ def run_settings(args: argparse.Namespace, retry_failed: bool = False) -> RunSet
         gpu_memory_gib=args.gpu_memory_gib,
         bf16=args.bf16,
         tf32=args.tf32,
+        checkpoint_every_s=args.checkpoint_every,
+        trial_timeout_s=args.trial_timeout,
+        allow_cpu_fallback=args.allow_cpu_fallback,
+        autoscale=args.autoscale,
     )
 
 
@@ -199,7 +258,7 @@ def start_ray(args: argparse.Namespace) -> None:
                     "the cluster's, with RAY_AUTH_MODE=token), or a Ray or Python version other than the cluster's"
                 ) from None
         nodes = [n for n in ray.nodes() if n["Alive"]]
-        if len(nodes) > 1 and not args.storage:
+        if len(nodes) > 1 and not args.storage:  # (--autoscale without --storage is refused before)
             ray.shutdown()
             raise SystemExit(
                 f"error: the cluster at {address} has {len(nodes)} nodes; pass --storage with a folder every node "
@@ -289,7 +348,8 @@ def _staged_packages(stage: Path) -> list[str]:
 
 
 def check_resources(args: argparse.Namespace) -> None:
-    """Refuse requests no node can satisfy (Tune would leave such trials PENDING forever)."""
+    """Refuse requests no node can satisfy (Tune would leave such trials PENDING forever),
+    unless the cluster grows on demand (--autoscale): then say what it must add."""
     import ray
 
     nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
@@ -297,7 +357,14 @@ def check_resources(args: argparse.Namespace) -> None:
     most_cpus = max((r.get("CPU", 0) for r in nodes), default=0)
     gpus = args.gpus_per_trial
     wanted = "a share of a GPU (auto)" if gpus is None else f"{gpus:g} GPUs"
-    if (gpus or 0) > most_gpus or (gpus is None and not most_gpus) or args.cpus_per_trial > most_cpus:
+    fits = not ((gpus or 0) > most_gpus or (gpus is None and not most_gpus) or args.cpus_per_trial > most_cpus)
+    if not fits and getattr(args, "autoscale", False):
+        print(
+            f"no node holds a trial yet ({args.cpus_per_trial:g} CPUs and {wanted}; the largest has {most_cpus:g} "
+            f"CPUs and {most_gpus:g} GPUs): trials wait for the autoscaler to add nodes"
+        )
+        return
+    if not fits:
         ray.shutdown()
         raise SystemExit(
             f"error: a trial asks for {args.cpus_per_trial:g} CPUs and {wanted}, but the largest "

@@ -1,6 +1,8 @@
 """Presets -> the deterministic list of planned trials of a sweep, each with a stable key.
 
-Stage 1 pre-trains one model per (size, pre-training set). Stage 2 runs the downstream
+Stage 1 pre-trains one model per (size, pre-training set), planned only when some
+downstream mode starts from a checkpoint (fno.vocabulary.PRETRAINED_MODES: finetune,
+zeroshot); a scratch-only preset has no stage 1. Stage 2 runs the downstream
 grid: size x pre-training set x family x shift x N x mode x lr x seed. Trials whose
 result cannot depend on a field do not repeat over it: scratch does not depend on
 the pre-training set; zero-shot depends on neither N, lr nor seed. Keys dedupe them.
@@ -25,7 +27,7 @@ from fno.config import check_known_fields, load_toml
 from fno.model import PRESETS as SIZE_PRESETS
 from fno.physics.families import SHIFT_RANGE, SINGLE_FAMILIES
 from fno.train import TrialConfig
-from fno.vocabulary import DOWNSTREAM_MODES, FINETUNE_STRATEGIES, SHIFTS
+from fno.vocabulary import DOWNSTREAM_MODES, FINETUNE_STRATEGIES, PRETRAINED_MODES, SHIFTS
 
 PRESET_DIR = Path(__file__).parent / "presets"
 # TrialConfig fields that are not part of a key: how a trial runs, and what else its
@@ -219,6 +221,9 @@ def expand(preset: Preset) -> list[PlannedTrial]:
 def _expand(preset: Preset) -> list[PlannedTrial]:
     trials: dict[str, PlannedTrial] = {}
     pre = preset.pretrain
+    # The pre-training trials are built either way (each downstream trial takes its size
+    # from its own), but planned only if a downstream mode loads their checkpoints.
+    needs_checkpoints = any(mode in PRETRAINED_MODES for mode in preset.train_modes)
     pretrained: dict[tuple[str, str], PlannedTrial] = {}
     for size in preset.sizes:
         width, modes = parse_size(size)
@@ -240,7 +245,7 @@ def _expand(preset: Preset) -> list[PlannedTrial]:
                 **_test_fields(preset),
             )
             planned = PlannedTrial(trial_key(config), "pretrain", "pretrain", config)
-            pretrained[(size, family)] = trials.setdefault(planned.key, planned)
+            pretrained[(size, family)] = trials.setdefault(planned.key, planned) if needs_checkpoints else planned
     grid = itertools.product(
         preset.sizes, preset.pretrain_families, preset.families, preset.shifts, preset.n_train,
         preset.train_modes, preset.lrs, preset.seeds, preset.data_seeds,

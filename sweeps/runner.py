@@ -1,10 +1,11 @@
 """Run planned trials on Ray Tune; write one results row per finished trial; resume by key.
 
-Resume does not use ``Tuner.restore`` or any search-algorithm state: before each
-batch the runner reads the results folder and submits only the keys that have no
-row there. Rows are written by the driver, one Parquet file per trial, the moment
-Tune reports the trial finished, so a driver killed with SIGKILL loses only the
-trials that were running, and the same command continues the sweep.
+Resume does not use ``Tuner.restore`` or any search-algorithm state: at the start the
+runner reads the results folder and submits only the keys that have no row there
+(and those whose failure a re-run retries: fno.results.RETRIED_FAILURES). Rows are
+written by the driver, one Parquet file per trial, the moment Tune reports the trial
+finished, so a driver killed with SIGKILL loses only the trials that were running
+(which resume from their saved state), and the same command continues the sweep.
 
 Order of execution, driver-side and without a stage barrier: a small Tune searcher
 hands out pre-training trials first, then every trial whose inputs are ready, the
@@ -14,17 +15,32 @@ waits, scratch trials keep the slots busy. Nothing waits inside a trial, so a
 retried pre-training can never queue behind the trials that wait for it. The
 ``stage`` column (pretrain / downstream) says what a trial is, not when it ran.
 
-Trials that raise are retried (``max_retries``) by Tune and then recorded with status
-``failed`` and their error; downstream trials whose pre-training failed are recorded
-as failed without running. Nothing stops the sweep early (no fail_fast).
+One stream of trials, one ``Tuner.fit`` for the whole sweep: no batch waits for its
+slowest trial, and Tune reuses its actors throughout. How many trials run at once
+follows the cluster (``LiveSlots``: its resources re-read every few seconds, so nodes
+that join are used and nodes that leave are not waited for); the searcher hands out
+a trial only while fewer than that many are in flight.
+
+Faults: a trial saves its training state every ``checkpoint_every_s`` seconds (at an
+evaluation) under ``checkpoints/<key>/resume.pt`` in the sweep's storage, and a
+retry resumes from it. Trials that raise or lose their worker are retried
+(``max_retries``) by Tune, then recorded with status ``failed``, their error and a
+failure class (fno.results.FAILURES); a trial out of GPU memory under an automatic
+share is run once more at twice the share; a trial past its time limit ends as
+``timeout``; downstream trials whose pre-training failed are recorded as failed
+(``dependency``) without running. Nothing stops the sweep early (no fail_fast); the
+caller learns of failures from the returned counts.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import os
 import platform
 import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,16 +52,56 @@ from fno.model import FNOConfig
 from fno.provenance import code_version, git_commit, library_versions, source_digest
 from fno.results import COLUMNS, EVALUATION_SCHEMA, compact, skip_keys, statuses, write_evaluations, write_row
 from fno.storage import Location, location
-from fno.train import TrialConfig, run_trial
+from fno.train import TrialConfig, TrialControl, TrialTimeoutError, run_trial
 from fno_sweeps.grid import PlannedTrial, trial_flops
 from fno_sweeps.interrupt import Interrupt, tune_stopper
 from fno_sweeps.metrics import SweepMetrics
 
-TRIAL_BATCH = 256  # trials per Tuner.fit(): bounds driver memory and scheduler load on huge grids
+COMPACT_EVERY = 256  # rows between compactions of the results folder (few files to open, however long the sweep)
+SLOTS_REFRESH_S = 10.0  # how often the cluster's resources are re-read for the number of trials at once
+AUTOSCALE_DEMAND = 8  # with --autoscale: trials requested beyond what the cluster holds, so that it grows
+# --trial-timeout auto: TIMEOUT_FACTOR x the trial's FLOPs at the slowest FLOP rate seen in this
+# sweep (DEFAULT_RATE before any trial finished: a slow CPU), and never under TIMEOUT_FLOOR_S.
+TIMEOUT_FACTOR = 10.0
+TIMEOUT_FLOOR_S = 1800.0
+DEFAULT_RATE = 1e8  # FLOP/s
+HANG_GRACE_S = 120.0  # past its limit, a trial that does not stop by itself (hung in a step) is killed
 
 
 def checkpoint_path(sweep_dir: Path | Location, key: str) -> Location:
     return location(sweep_dir) / "checkpoints" / key / "checkpoint.pt"
+
+
+def resume_path(sweep_dir: Path | Location, key: str) -> Location:
+    """The trial's saved training state (fno.train.TrialControl), resumed by a retry."""
+    return location(sweep_dir) / "checkpoints" / key / "resume.pt"
+
+
+def hang_marker(sweep_dir: Path | Location, key: str) -> Location:
+    """Written by a trial's watchdog before it kills a worker that hung past its limit."""
+    return location(sweep_dir) / "checkpoints" / key / "timed-out"
+
+
+# Error texts (Ray's exception names and messages, this tool's own) by failure class; the
+# first class with a match wins, anything else is "error" (fno.results.FAILURES).
+FAILURE_PATTERNS = (
+    ("timeout", ("TrialTimeoutError", "past its time limit")),
+    ("out of memory", ("out of GPU memory", "OutOfMemoryError", "CUDA out of memory", "running low on memory")),
+    (
+        "infrastructure",
+        ("ActorDiedError", "RayActorError", "ActorUnavailableError", "NodeDiedError", "WorkerCrashedError",
+         "OwnerDiedError", "ObjectLostError", "RaySystemError", "ended without a result", "actor died",
+         "node was terminated", "worker died", "preempted"),
+    ),
+)  # fmt: skip
+
+
+def failure_class(error: str) -> str:
+    """The failure class (fno.results.FAILURES) of a trial's error text."""
+    for name, patterns in FAILURE_PATTERNS:
+        if any(p.lower() in error.lower() for p in patterns):
+            return name
+    return "error"
 
 
 def _ray_version() -> str:
@@ -54,8 +110,11 @@ def _ray_version() -> str:
     return ray.__version__
 
 
-def result_row(trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, error: str = "") -> dict[str, Any]:
-    """The results row of a finished (result given) or failed (result None) trial."""
+def result_row(
+    trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, error: str = "", failure: str = ""
+) -> dict[str, Any]:
+    """The results row of a finished (result given) or failed (result None) trial; a
+    failed one's ``failure`` class defaults to the class of its error text."""
     c = trial.config
     lo, hi = c.data_spec("train").ranges if c.family != "mixture" else (math.nan, math.nan)
     sizes = FNOConfig(1, 1, c.width, c.modes, c.layers)
@@ -95,6 +154,8 @@ def result_row(trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, e
         "eval_val_rel_l2": [],
         "status": "failed",
         "error": error,
+        "failure": (failure or failure_class(error)) if result is None else "",
+        "resumed_step": 0,
         "wall_s": 0.0,
         "train_s": 0.0,
         "samples_per_s": 0.0,
@@ -118,50 +179,102 @@ def result_row(trial: PlannedTrial, sweep: str, result: dict[str, Any] | None, e
 
 
 def trainable(config: dict[str, Any]) -> None:
-    """The grid's Tune function trainable: the planned trial's config and checkpoint folder."""
+    """The grid's Tune function trainable: the planned trial's config, checkpoint folder
+    and controls (resume state, time limit, CPU fallback)."""
     spec = config["trial"]
-    run_reported_trial(TrialConfig.from_dict(spec["config"]), spec["out_dir"] or None, spec.get("name", ""))
+    control = TrialControl(spec.get("resume") or None, spec.get("save_every_s", 300.0), spec.get("timeout_s"))
+    run_reported_trial(
+        TrialConfig.from_dict(spec["config"]),
+        spec["out_dir"] or None,
+        spec.get("name", ""),
+        control,
+        spec.get("hang_marker", ""),
+        spec.get("allow_cpu_fallback", False),
+    )
 
 
-def run_reported_trial(trial_config: TrialConfig, out_dir: str | None = None, name: str = "") -> None:
+def run_reported_trial(
+    trial_config: TrialConfig,
+    out_dir: str | None = None,
+    name: str = "",
+    control: TrialControl | None = None,
+    hang_marker_path: str = "",
+    allow_cpu_fallback: bool = False,
+) -> None:
     """``run_trial`` inside a Tune worker: every evaluation reported to Tune, then the
     result (under ``trial_result``, for the driver's row) as the last report.
 
     Prints a line when the trial starts (its name, node and device) and when it ends, to
     the worker's log (stderr, the dashboard's default log tab): the Ray dashboard shows
     a trial actor as ``trainable``, and one actor runs several trials in turn, so its
-    log says which ran when. A trial given a
-    GPU share on a node without CUDA (a logical GPU, as in tests) runs on the CPU and
-    says so."""
+    log says which ran when. A trial given a GPU share on a node without CUDA fails,
+    naming the node, unless ``allow_cpu_fallback`` (then it runs on the CPU and says so).
+
+    With a time limit, a watchdog thread kills this worker HANG_GRACE_S after the limit
+    if the trial has not stopped by itself (a step that never returns), leaving
+    ``hang_marker_path``: the retry that follows finds it and ends as a timeout.
+    """
     import ray
     import torch
     from ray import tune
+
+    control = control or TrialControl()
 
     def report(step: int, epoch: float, train_loss: float, val_rel_l2: float) -> None:
         tune.report({"step": step, "epoch": epoch, "train_loss": train_loss, "val_rel_l2": val_rel_l2})
 
     name = name or f"{trial_config.mode}-{trial_config.family}"
     node = ray.get_runtime_context().get_node_id()[:12]
+    if hang_marker_path and location(hang_marker_path).is_file():
+        raise TrialTimeoutError(
+            f"trial {name} hung past its time limit of {control.timeout_s or 0:.0f} s in an earlier attempt and its "
+            "worker was killed (--trial-timeout)"
+        )
     gpus = ray.get_gpu_ids()
     if trial_config.device == "cuda" and not gpus:
         raise RuntimeError("this trial asked for a GPU share but Ray assigned it no GPU")
     device = trial_config.device
     if device == "cuda" and not torch.cuda.is_available():
-        print(f"[fno] trial {name}: Ray assigned GPU {gpus} (share {trial_config.gpu_share or 1:g}), but CUDA is not "
-              "available on this node: running on the CPU", file=sys.stderr, flush=True)  # fmt: skip
+        where = f"node {platform.node()} (Ray node {node}): Ray assigned GPU {gpus}, but CUDA is not available"
+        if not allow_cpu_fallback:
+            raise RuntimeError(
+                f"{where} (torch {torch.__version__}, built for CUDA {torch.version.cuda or 'none'}): fix the node's "
+                "driver or torch build, or pass --allow-cpu-fallback to run GPU trials there on the CPU"
+            )
+        print(f"[fno] trial {name}: {where}: running on the CPU (--allow-cpu-fallback)", file=sys.stderr, flush=True)
         trial_config = replace(trial_config, device="cpu", bf16=False, tf32=False)
         device = "cpu"
     where = f"GPU {gpus} as cuda (share {trial_config.gpu_share or 1:g})" if device == "cuda" else "CPU"
     print(f"[fno] trial {name} started on node {node}, {where}", file=sys.stderr, flush=True)
-    # With a GPU request Ray sets CUDA_VISIBLE_DEVICES to the assigned GPU: "cuda" is it.
-    result = run_trial(trial_config, report, out_dir).to_dict()
+    finished = threading.Event()
+    if control.timeout_s and hang_marker_path:
+        threading.Thread(
+            target=_watch_for_hang, args=(finished, control.timeout_s, hang_marker_path, name), daemon=True
+        ).start()
+    try:
+        # With a GPU request Ray sets CUDA_VISIBLE_DEVICES to the assigned GPU: "cuda" is it.
+        result = run_trial(trial_config, report, out_dir, control).to_dict()
+    finally:
+        finished.set()
     # Host name plus Ray node id: two Ray nodes on one host stay distinguishable.
     result["node"] = f"{result['node']}/{node}"
+    resumed = f", resumed from step {result['resumed_step']}" if result["resumed_step"] else ""
     print(f"[fno] trial {name} ended: {result['status']}, test {result['test_rel_l2']:.4g}, "
-          f"{result['wall_s']:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+          f"{result['wall_s']:.0f} s{resumed}", file=sys.stderr, flush=True)  # fmt: skip
     # trial_status at the top level: Tune hands searchers the result flattened.
     final = {"trial_result": result, "trial_status": result["status"]}
     tune.report({**final, "val_rel_l2": result["val_rel_l2"], "step": result["steps"]})
+
+
+def _watch_for_hang(finished: threading.Event, timeout_s: float, marker: str, name: str) -> None:
+    """Kill this worker if the trial is still running HANG_GRACE_S after its limit (its
+    own check runs between steps, so only a step that never returns gets here)."""
+    if finished.wait(timeout_s + HANG_GRACE_S):
+        return
+    print(f"[fno] trial {name} still running {HANG_GRACE_S:.0f} s past its limit of {timeout_s:.0f} s: killing its "
+          "worker", file=sys.stderr, flush=True)  # fmt: skip
+    location(marker).write_bytes(b"")
+    os._exit(1)
 
 
 @dataclass
@@ -182,6 +295,7 @@ class Progress:
     flops_run: float = 0.0  # estimated FLOPs of the trials that ran (the rate's numerator)
     flops_left: float = field(init=False)  # ... of the trials without a row yet
     eta_s: float = 0.0  # the estimated seconds left, as last printed
+    slowest_rate: float = math.inf  # the lowest FLOP/s of a trial that ran ok (auto time limits)
 
     def __post_init__(self) -> None:
         self.flops_left = sum(self.cost.values()) if self.cost else 0.0
@@ -195,6 +309,8 @@ class Progress:
             flops = self.cost.get(trial.key, 0.0)
             self.flops_left -= flops
             self.flops_run += flops if row["wall_s"] > 0 else 0.0
+            if row["status"] == "ok" and row["wall_s"] > 0 and flops > 0:
+                self.slowest_rate = min(self.slowest_rate, flops / row["wall_s"])
             eta = self.flops_left / max(self.flops_run, 1.0) * self.seconds / max(1, self.concurrency)
         else:
             eta = left * self.seconds / done / max(1, self.concurrency)
@@ -240,10 +356,15 @@ class Recorder:
     def evaluations_dir(self) -> Location:
         return self.results_dir.parent / "evaluations"
 
-    def record(self, trial: PlannedTrial, result: dict[str, Any] | None, error: str = "") -> None:
+    def compact(self) -> None:
+        """Merge the rows and evaluations written so far into few files."""
+        compact(self.results_dir)
+        compact(self.evaluations_dir, EVALUATION_SCHEMA)
+
+    def record(self, trial: PlannedTrial, result: dict[str, Any] | None, error: str = "", failure: str = "") -> None:
         if result is not None:
             write_evaluations(self.evaluations_dir, trial.key, result.get("evaluations", []))
-        self._write(trial, result_row(trial, self.sweep, result, error))
+        self._write(trial, result_row(trial, self.sweep, result, error, failure))
 
     def record_stopped(self, trial: PlannedTrial, last: dict[str, Any]) -> None:
         """A trial ended early by a scheduler: its last reported evaluation, no test error."""
@@ -260,6 +381,8 @@ class Recorder:
     def _write(self, trial: PlannedTrial, row: dict[str, Any]) -> None:
         write_row(self.results_dir, row)
         self.recorded.add(trial.key)
+        if len(self.recorded) % COMPACT_EVERY == 0:
+            self.compact()
         self.progress.finished(trial, row)
         if self.metrics is not None:
             self.metrics.trial_finished(trial, row, self.progress.eta_s)
@@ -273,15 +396,23 @@ class Recorder:
 class RowWriterCallback:
     """Tune callback (built lazily so this module imports without Ray): records rows.
 
-    planned_of: the PlannedTrial of a Tune trial (from its config).
+    planned_of: the PlannedTrial of a Tune trial (from its config); order: the sweep's
+    DependencyOrder (None in a search, which has no dependants), told how each failed
+    trial ended (its dependants wait on it) and given back trials run again (out of
+    memory under an automatic share).
     """
 
     def __new__(cls, *args, **kwargs):
         from ray import tune
 
         class RowWriter(tune.Callback):
-            def __init__(self, planned_of: Callable[[Any], PlannedTrial], recorder: Recorder):
-                self.planned_of, self.recorder = planned_of, recorder
+            def __init__(
+                self,
+                planned_of: Callable[[Any], PlannedTrial],
+                recorder: Recorder,
+                order: DependencyOrder | None = None,
+            ):
+                self.planned_of, self.recorder, self.order = planned_of, recorder, order
 
             def on_trial_start(self, iteration, trials, trial, **info):
                 if self.recorder.metrics is not None:
@@ -297,16 +428,25 @@ class RowWriterCallback:
                 elif "val_rel_l2" in last:  # ended by a scheduler (ASHA) after some evaluations
                     self.recorder.record_stopped(self.planned_of(trial), last)
                 else:
-                    self.recorder.record(self.planned_of(trial), None, "trial ended without a result")
+                    self.recorder.record(self.planned_of(trial), None, "trial ended without a result", "infrastructure")
 
             def on_trial_error(self, iteration, trials, trial, **info):
                 if self.recorder.stopping:
                     return  # killed while stopping: not a failure of the trial
-                if self.planned_of(trial).key in self.recorder.recorded:
-                    return  # it finished and has its row; what failed came after (never overwrite it)
+                planned = self.planned_of(trial)
+                if planned.key in self.recorder.recorded:  # it finished and has its row; what failed came after
+                    if self.order is not None:
+                        self.order.settle(planned.key, (trial.last_result or {}).get("trial_status", "failed"))
+                    return  # (never overwrite the row)
                 error = trial.error_file and Path(trial.error_file).exists() and Path(trial.error_file).read_text()
-                last = (error or "trial raised").strip().splitlines()[-1]
-                self.recorder.record(self.planned_of(trial), None, last[:2000])
+                error = (error or "trial raised").strip()
+                failure = failure_class(error)
+                order, spec = self.order, trial.config["trial"]
+                if order is not None and failure == "out of memory" and order.retry_larger(planned, spec):
+                    return  # given back to the order at twice the share: no row yet
+                self.recorder.record(planned, None, error.splitlines()[-1][:2000], failure)
+                if order is not None:
+                    order.settle(planned.key, "failed")
 
         return RowWriter(*args, **kwargs)
 
@@ -328,15 +468,30 @@ class DependencyOrder:
 
     A trial that loads a checkpoint waits (is not handed out) until the pre-training
     trial of its ``pretrained_key`` finishes; if that ends in anything but ``ok``, the
-    waiting trials are recorded as failed without running. Plain Python: ``tune_searcher``
-    wraps it for Tune.
+    waiting trials are recorded as failed (``dependency``) without running. A trial is
+    handed out only while fewer than ``capacity()`` are in flight, and none once
+    ``halted()`` returns a reason (the lease was lost): the running ones finish. Plain
+    Python: ``tune_searcher`` wraps it for Tune.
+
+    timeout_s(trial): the time limit given to a trial as it is handed out (None: none).
     """
 
-    def __init__(self, specs: Sequence[tuple[PlannedTrial, dict]], running_pretrains: set[str], recorder: Recorder):
+    def __init__(
+        self,
+        specs: Sequence[tuple[PlannedTrial, dict]],
+        running_pretrains: set[str],
+        recorder: Recorder,
+        capacity: Callable[[], int] | None = None,
+        halted: Callable[[], str] | None = None,
+        timeout_s: Callable[[PlannedTrial], float | None] | None = None,
+    ):
         self.recorder = recorder
+        self.capacity, self.halted, self.timeout_s = capacity, halted, timeout_s
         self.waiting: dict[str, list[tuple[PlannedTrial, dict]]] = {}
         self.ready: list[tuple[tuple, int, PlannedTrial, dict]] = []
         self.issued: dict[str, str] = {}  # Tune trial id -> key, for trials that gate others
+        self.in_flight: set[str] = set()  # Tune trial ids handed out and not yet complete
+        self.enlarged: set[str] = set()  # keys given back once at a larger GPU share
         self._order = 0
         for trial, spec in specs:
             if trial.pretrained_key in running_pretrains:
@@ -344,29 +499,62 @@ class DependencyOrder:
             else:
                 self._push(trial, spec)
 
+    def __getstate__(self) -> dict:
+        # Tune pickles its searcher and callbacks with the experiment's state, for a restore
+        # this tool never does; the live hooks (the lease's lock, Ray calls) stay out.
+        return {**self.__dict__, "capacity": None, "halted": None, "timeout_s": None}
+
     def _push(self, trial: PlannedTrial, spec: dict) -> None:
         self._order += 1  # ties keep the grid's order
         heapq.heappush(self.ready, ((trial.stage != "pretrain", -trial_flops(trial)), self._order, trial, spec))
 
     def next_trial(self, trial_id: str) -> dict | str | None:
-        """The next trial's Tune config; None if none is ready yet; "FINISHED" when none is left."""
-        if self.ready:
-            _, _, trial, spec = heapq.heappop(self.ready)
-            if trial.key in self.waiting:
-                self.issued[trial_id] = trial.key
-            return {"trial": spec}
-        return None if self.waiting else "FINISHED"
+        """The next trial's Tune config; None if none is ready yet or the slots are full;
+        "FINISHED" when none is left (or the run is halted)."""
+        if self.halted is not None and self.halted():
+            return "FINISHED"
+        if not self.ready:
+            return None if self.waiting or self.in_flight else "FINISHED"
+        if self.capacity is not None and len(self.in_flight) >= self.capacity():
+            return None
+        _, _, trial, spec = heapq.heappop(self.ready)
+        if trial.key in self.waiting:
+            self.issued[trial_id] = trial.key
+        self.in_flight.add(trial_id)
+        if self.timeout_s is not None:
+            spec = {**spec, "timeout_s": self.timeout_s(trial)}
+        return {"trial": spec}
 
     def trial_finished(self, trial_id: str, result: dict | None, error: bool) -> None:
+        """Tune's word that a trial ended. Dependants of one that raised wait for ``settle``
+        (the row writer knows whether it runs again); others are settled here."""
+        self.in_flight.discard(trial_id)
         key = self.issued.pop(trial_id, None)
-        if key is None:
+        if key is None or error:
             return
-        status = "failed" if error else (result or {}).get("trial_status", "failed")
+        self.settle(key, (result or {}).get("trial_status", "failed"))
+
+    def settle(self, key: str, status: str) -> None:
+        """Pre-training ``key`` ended with ``status``: release or fail the trials waiting on it."""
         for trial, spec in self.waiting.pop(key, []):
             if status == "ok":
                 self._push(trial, spec)
             else:
-                self.recorder.record(trial, None, f"pre-training trial {key} is {status}; its checkpoint is not usable")
+                error = f"pre-training trial {key} is {status}; its checkpoint is not usable"
+                self.recorder.record(trial, None, error, "dependency")
+
+    def retry_larger(self, trial: PlannedTrial, spec: dict) -> bool:
+        """Give ``trial`` (out of GPU memory) back once at twice its automatic GPU share, up
+        to a whole GPU; False where that is not possible (fixed share, already enlarged)."""
+        share = spec.get("gpus", 0.0)
+        if not spec.get("auto_share") or trial.key in self.enlarged or not 0 < share < 1:
+            return False
+        self.enlarged.add(trial.key)
+        larger = min(1.0, 2 * share)
+        config = {**spec["config"], "gpu_share": larger}
+        self._push(trial, {**spec, "gpus": larger, "config": config, "enlarged": True})
+        print(f"[{trial.name}] out of GPU memory at a share of {share:g}: run again at {larger:g}", flush=True)
+        return True
 
 
 def tune_searcher(order: DependencyOrder):
@@ -406,13 +594,17 @@ class RunSettings:
 
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = 0.0
-    concurrency: int | None = None  # None: as many as the cluster's resources allow at the start
+    concurrency: int | None = None  # None: as many as the cluster's resources allow, followed as it changes
     max_retries: int = 1
     verbose: int = 0  # Tune's own console output (0: only our progress lines)
     retry_failed: bool = False  # run keys recorded as failed again (their rows are replaced)
     gpu_memory_gib: float | None = None  # per GPU; needed by gpus_per_trial=None
     bf16: bool = False  # CUDA trials: bf16 autocast (recorded in the results)
     tf32: bool = False  # CUDA trials: TF32 matmuls (recorded in the results)
+    checkpoint_every_s: float = 300.0  # a trial saves its training state this often (resumed by a retry)
+    trial_timeout_s: float | None = None  # per trial; None: auto (TIMEOUT_FACTOR x its expected time); 0: none
+    allow_cpu_fallback: bool = False  # GPU trials on a node without CUDA run on its CPU instead of failing
+    autoscale: bool = False  # the cluster grows on demand: request AUTOSCALE_DEMAND trials beyond its slots
 
     @property
     def device(self) -> str:
@@ -435,13 +627,15 @@ def run_trials(
     settings: RunSettings,
     interrupt: Interrupt | None = None,
     on_row: Callable[[], None] | None = None,
+    halted: Callable[[], str] | None = None,
 ) -> Counter:
-    """Run the ``trials`` that have no row yet; return the status counts of this run.
+    """Run the ``trials`` that have no row yet (or a failure a re-run retries) as one
+    stream; return the status counts of this run.
 
-    Batches of ``TRIAL_BATCH`` trials, trials that need no checkpoint first, so that a
-    batch's fine-tune trials find their pre-training in the same or an earlier batch.
-    ``interrupt`` (``fno_sweeps.interrupt``): once requested, Tune stops and no further
-    batch starts. ``on_row``: called after each row is written.
+    ``interrupt`` (``fno_sweeps.interrupt``): once requested, Tune stops the running
+    trials (they get no row). ``halted()``: once it returns a reason, no further trial
+    starts and the running ones finish with their rows. ``on_row``: called after each
+    row is written.
     """
     sweep_dir = location(sweep_dir)
     results_dir = sweep_dir / "results"
@@ -449,22 +643,51 @@ def run_trials(
     done = skip_keys(status, include_failed=not settings.retry_failed)
     pending = [t for t in trials if t.key not in done]
     cost = {t.key: trial_flops(t) for t in pending}
-    pending.sort(key=lambda t: (bool(t.pretrained_key), -cost[t.key]))  # stable
-    if settings.concurrency is None:
-        smallest = min((settings.gpu_share(t) for t in pending), default=0.0)
-        settings = replace(settings, concurrency=resource_slots(settings, smallest))
-    progress = Progress(len(pending), settings.concurrency, cost)
+    slots = LiveSlots(settings, min((settings.gpu_share(t) for t in pending), default=0.0))
+    progress = Progress(len(pending), slots(), cost)
+    slots.progress = progress
     recorder = Recorder(results_dir, sweep, progress, interrupt, on_row, SweepMetrics(sweep, len(pending)))
-    for lo in range(0, len(pending), TRIAL_BATCH):
-        if recorder.stopping:
-            break
-        batch = pending[lo : lo + TRIAL_BATCH]
-        if lo:
-            status = statuses(results_dir)  # one read of the table per batch
-        _run_batch(batch, status, sweep, sweep_dir, settings, recorder)
-        compact(results_dir)  # few files to open, however long the sweep
-        compact(recorder.evaluations_dir, EVALUATION_SCHEMA)
+    try:
+        _run_stream(pending, status, sweep, sweep_dir, settings, recorder, slots, halted)
+    finally:
+        recorder.compact()
     return recorder.progress.counts
+
+
+@dataclass
+class LiveSlots:
+    """How many trials may be in flight now: ``settings.concurrency`` if fixed, else what
+    the cluster's alive nodes hold (``resource_slots``), re-read at most every
+    SLOTS_REFRESH_S seconds, plus AUTOSCALE_DEMAND under ``settings.autoscale`` (pending
+    trials are what makes an autoscaler add nodes). Keeps ``progress.concurrency`` current."""
+
+    settings: RunSettings
+    smallest_share: float
+    progress: Progress | None = None
+    _value: int = 0
+    _read_at: float = -math.inf
+
+    def __call__(self) -> int:
+        if self.settings.concurrency is not None:
+            return self.settings.concurrency
+        now = time.monotonic()
+        if now - self._read_at >= SLOTS_REFRESH_S:
+            self._read_at = now
+            held = resource_slots(self.settings, self.smallest_share)
+            self._value = held + (AUTOSCALE_DEMAND if self.settings.autoscale else 0)
+            if self.progress is not None:
+                self.progress.concurrency = held
+        return self._value
+
+
+def trial_timeout(settings: RunSettings, progress: Progress, trial: PlannedTrial) -> float | None:
+    """A trial's time limit in seconds: --trial-timeout if given (0: none), else
+    TIMEOUT_FACTOR x its FLOPs at the slowest rate a trial of this sweep ran at
+    (DEFAULT_RATE before one finished), at least TIMEOUT_FLOOR_S."""
+    if settings.trial_timeout_s is not None:
+        return settings.trial_timeout_s or None
+    rate = progress.slowest_rate if math.isfinite(progress.slowest_rate) else DEFAULT_RATE
+    return max(TIMEOUT_FLOOR_S, TIMEOUT_FACTOR * trial_flops(trial) / rate)
 
 
 def resource_slots(settings: RunSettings, smallest_share: float | None = None) -> int:
@@ -492,15 +715,19 @@ def packed_slots(cpus: float, gpus: float, cpus_per_trial: float, gpus_per_trial
     return max(1, int(min(slots, 10_000)))
 
 
-def _run_batch(batch, status, sweep, sweep_dir, settings, recorder) -> None:
+def _run_stream(pending, status, sweep, sweep_dir, settings, recorder, slots: LiveSlots, halted) -> None:
+    """One Tuner.fit for every pending trial, handed out by a DependencyOrder."""
     from ray import tune
     from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-    specs = _prepare(batch, status, sweep_dir, settings, recorder)
+    specs = _prepare(pending, status, sweep_dir, settings, recorder)
     if not specs:
         return
-    running_pretrains = {t.key for t in batch if t.stage == "pretrain"}
+    running_pretrains = {t.key for t in pending if t.stage == "pretrain"}
     planned = {p.key: p for p, _ in specs}
+    order = DependencyOrder(
+        specs, running_pretrains, recorder, slots, halted, lambda t: trial_timeout(settings, recorder.progress, t)
+    )
 
     def planned_of(tune_trial) -> PlannedTrial:
         return planned[tune_trial.config["trial"]["key"]]
@@ -511,31 +738,40 @@ def _run_batch(batch, status, sweep, sweep_dir, settings, recorder) -> None:
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
         tune_config=tune.TuneConfig(
-            search_alg=tune_searcher(DependencyOrder(specs, running_pretrains, recorder)),
-            num_samples=len(specs),
-            max_concurrent_trials=settings.concurrency,
+            search_alg=tune_searcher(order),
+            num_samples=-1,  # the order says when it is done (an out-of-memory retry adds a trial)
             reuse_actors=True,
             trial_name_creator=lambda t: planned_of(t).name,
-            trial_dirname_creator=lambda t: t.config["trial"]["key"],
+            trial_dirname_creator=lambda t: t.config["trial"]["key"] + ("-x2" if t.config["trial"]["enlarged"] else ""),
         ),
         run_config=tune.RunConfig(
             name=sweep,
             storage_path=str((sweep_dir / "ray").resolve()),
             failure_config=tune.FailureConfig(max_failures=settings.max_retries, fail_fast=False),
-            callbacks=tune_callbacks(RowWriterCallback(planned_of, recorder)),
+            callbacks=tune_callbacks(RowWriterCallback(planned_of, recorder, order)),
             stop=tune_stopper(recorder.interrupt) if recorder.interrupt is not None else None,
             verbose=settings.verbose,
         ),
     )
-    tuner.fit()
+    # With a custom searcher Tune keeps one trial pending at a time unless told otherwise
+    # (it would start trials one by one); the order already caps trials in flight.
+    previous = os.environ.get("TUNE_MAX_PENDING_TRIALS_PG")
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(max(16, slots()))
+    try:
+        tuner.fit()
+    finally:
+        if previous is None:
+            os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)
+        else:
+            os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = previous
 
 
 def _prepare(batch, status, sweep_dir, settings, recorder):
     """(trial, spec) pairs to submit; a trial whose checkpoint cannot come gets a failed row.
 
     status: key -> status of the rows already written (from ``fno.results.statuses``).
-    A checkpoint can come if its pre-training is in this batch or finished ``ok`` and
-    its file is there.
+    A checkpoint can come if its pre-training is among the trials to run or finished
+    ``ok`` and its file is there.
     """
     runnable = []
     in_batch = {t.key for t in batch if t.stage == "pretrain"}
@@ -549,11 +785,25 @@ def _prepare(batch, status, sweep_dir, settings, recorder):
             if trial.pretrained_key not in in_batch and not usable:
                 why = status.get(trial.pretrained_key, "missing")
                 error = f"pre-training trial {trial.pretrained_key} is {why}; its checkpoint {path} is not usable"
-                recorder.record(trial, None, error)
+                recorder.record(trial, None, error, "dependency")
                 continue
         config = worker_config(trial, sweep_dir, settings)
-        spec = {"key": trial.key, "name": trial.name, "config": config, "out_dir": out_dir,
-                "gpus": settings.gpu_share(trial)}  # fmt: skip
+        marker = hang_marker(sweep_dir, trial.key)
+        if marker.is_file():  # a timeout of an earlier run is retried afresh
+            marker.delete()
+        spec = {
+            "key": trial.key,
+            "name": trial.name,
+            "config": config,
+            "out_dir": out_dir,
+            "gpus": settings.gpu_share(trial),
+            "auto_share": settings.gpus_per_trial is None,
+            "enlarged": False,
+            "resume": str(resume_path(sweep_dir, trial.key).resolve()) if trial.config.mode != "zeroshot" else "",
+            "save_every_s": settings.checkpoint_every_s,
+            "hang_marker": str(marker.resolve()),
+            "allow_cpu_fallback": settings.allow_cpu_fallback,
+        }
         runnable.append((trial, spec))
     return runnable
 

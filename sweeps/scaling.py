@@ -202,7 +202,7 @@ def main(argv=None) -> int:
             # Ray removes the job's working directory as soon as the job is stopped, while this
             # driver still stops its trials; out of it, nothing the driver does needs it.
             os.chdir(sweep_dir.local if sweep_dir.is_local else tempfile.gettempdir())
-        return _run(args, argv, trials, sweep, sweep_dir, live)
+        return _run(args, argv, trials, sweep, sweep_dir, live, lease)
     except StudyChangedError as err:  # another driver changed the study meanwhile
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -211,8 +211,14 @@ def main(argv=None) -> int:
         lease.release()
 
 
-def _run(args, argv, trials, sweep: str, sweep_dir: Location, live: LiveReport) -> int:
-    """The sweep itself, once its folder is writable and this driver holds it."""
+EXIT_FAILED_TRIALS = 1  # the sweep ran to its end, and some trials failed
+EXIT_LEASE_LOST = 3  # another driver took this sweep's folder (or its lease could not be renewed)
+
+
+def _run(args, argv, trials, sweep: str, sweep_dir: Location, live: LiveReport, lease: Lease) -> int:
+    """The sweep itself, once its folder is writable and this driver holds it. Exits 0
+    when every trial has an ok (or diverged) row, EXIT_FAILED_TRIALS when some failed,
+    EXIT_LEASE_LOST when the lease was lost (no trial started after that)."""
     started = time.perf_counter()
     done = finished_keys(sweep_dir / "results", include_failed=not args.retry_failed)
     skipped = sum(t.key in done for t in trials)
@@ -227,7 +233,15 @@ def _run(args, argv, trials, sweep: str, sweep_dir: Location, live: LiveReport) 
     interrupt = Interrupt()
     try:
         with interrupt:
-            counts = run_trials(trials, sweep, sweep_dir, settings, interrupt=interrupt, on_row=live.maybe_refresh)
+            counts = run_trials(
+                trials,
+                sweep,
+                sweep_dir,
+                settings,
+                interrupt=interrupt,
+                on_row=live.maybe_refresh,
+                halted=lambda: lease.lost_reason if lease.lost else "",
+            )
     except KeyboardInterrupt:  # a second signal: out at once
         counts = None
     finally:
@@ -248,10 +262,44 @@ def _run(args, argv, trials, sweep: str, sweep_dir: Location, live: LiveReport) 
         f"{time.perf_counter() - started:.0f} s; results: {sweep_dir / 'results'} "
         f"(pandas.read_parquet on that folder)"
     )
+    if lease.lost:
+        print(
+            f"error: this driver lost the sweep's lease ({lease.lost_reason}): it started no trial after that; the "
+            f"running ones finished with their rows. {len(trials) - skipped - sum(counts.values())} trials were not "
+            "run: check which driver holds the folder before running the command again",
+            file=sys.stderr,
+        )
+        return EXIT_LEASE_LOST
     if not args.no_report:
         live.close()  # the final report replaces any refresh still running
         write_sweep_report(sweep_dir)
+    if counts.get("failed"):
+        print_failures(sweep_dir, trials, argv)
+        return EXIT_FAILED_TRIALS
     return 0
+
+
+def print_failures(sweep_dir: Location, trials, argv) -> None:
+    """The failed trials of this sweep by failure class, a few errors each, and what a re-run does."""
+    import pandas as pd
+
+    from fno.results import RETRIED_FAILURES, read_results
+
+    keys = {t.key for t in trials}
+    rows = read_results(sweep_dir / "results").to_pandas()
+    failed = rows[(rows["status"] == "failed") & rows["key"].isin(keys)]
+    print(f"{len(failed)} trials failed:", file=sys.stderr)
+    for failure, group in failed.groupby(failed["failure"].replace("", "error")):
+        errors = pd.Series(group["error"]).value_counts()
+        print(f"  {failure}: {len(group)}", file=sys.stderr)
+        for error, count in errors.head(3).items():
+            print(f"    {count} x {error[:200]}", file=sys.stderr)
+    retried = failed["failure"].isin(RETRIED_FAILURES).sum()
+    print(
+        f"the same command runs the {retried} failures of classes {', '.join(RETRIED_FAILURES)} again; "
+        f"add --retry-failed to run every failed trial again: {continue_command('sweeps/scaling.py', argv)}",
+        file=sys.stderr,
+    )
 
 
 def _counts_text(counts) -> str:

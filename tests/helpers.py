@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -60,9 +60,20 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
 @contextlib.contextmanager
 def loopback_cluster(env: dict[str, str], head_gpus: int = 0, dashboard_port: int | None = None) -> Iterator[str]:
     """A real two-node Ray cluster on this machine (one CPU per node, token auth from
-    ``env``, the dashboard on ``dashboard_port`` if given); yields its address. Both nodes
-    end by their process groups (never `ray stop`, which would end every Ray process on
-    the machine)."""
+    ``env``, the dashboard on ``dashboard_port`` if given); yields its address."""
+    with growing_cluster(env, head_gpus, dashboard_port) as (address, add_node):
+        add_node()
+        yield address
+
+
+@contextlib.contextmanager
+def growing_cluster(
+    env: dict[str, str], head_gpus: int = 0, dashboard_port: int | None = None
+) -> Iterator[tuple[str, Callable[[], None]]]:
+    """A real Ray cluster on this machine that starts as a head node alone (one CPU, token
+    auth from ``env``); yields its address and a function that adds a one-CPU worker
+    node and returns once the head counts it alive. Every node ends by its process group
+    (never `ray stop`, which would end every Ray process on the machine)."""
     ray_cli = str(Path(sys.executable).parent / "ray")
     port = free_port()
     address = f"127.0.0.1:{port}"
@@ -74,19 +85,21 @@ def loopback_cluster(env: dict[str, str], head_gpus: int = 0, dashboard_port: in
     else:
         head += ["--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port)]
     nodes = [subprocess.Popen([*head, *common], **quiet)]
-    try:
-        time.sleep(5)
+
+    def add_node() -> None:
         nodes.append(subprocess.Popen([ray_cli, "start", "--address", address, *common], **quiet))
         count = f"import ray; ray.init(address={address!r}); print(sum(n['Alive'] for n in ray.nodes()))"
         deadline = time.time() + 90
         while time.time() < deadline:
             out = subprocess.run([sys.executable, "-c", count], capture_output=True, text=True, env=env, timeout=60)
-            if out.stdout.strip().endswith("2"):
-                break
+            if out.stdout.strip().endswith(str(len(nodes))):
+                return
             time.sleep(1)
-        else:
-            pytest.fail("the worker node did not join the head node")
-        yield address
+        pytest.fail("the worker node did not join the head node")
+
+    try:
+        time.sleep(5)
+        yield address, add_node
     finally:
         for node in nodes:  # all at once, then each waited for
             with contextlib.suppress(ProcessLookupError):

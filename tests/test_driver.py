@@ -178,17 +178,20 @@ def test_an_error_after_a_trials_row_never_overwrites_it(tmp_path):
     from types import SimpleNamespace
 
     from fno_sweeps.grid import Preset, expand
-    from fno_sweeps.runner import Progress, Recorder, RowWriterCallback
+    from fno_sweeps.runner import DependencyOrder, Progress, Recorder, RowWriterCallback
 
-    planned = expand(Preset.load("cpu", {}))[0]
+    trials = expand(Preset.load("cpu", {}))
+    planned = trials[0]  # a pre-training: its dependants wait on it
     recorder = Recorder(tmp_path / "results", "cpu", Progress(1, 1))
-    writer = RowWriterCallback(lambda t: planned, recorder)
+    order = DependencyOrder([(t, {"key": t.key}) for t in trials], {planned.key}, recorder)
+    writer = RowWriterCallback(lambda t: planned, recorder, order)
     result = {"status": "ok", "val_rel_l2": 0.1, "test_rel_l2": 0.2, "wall_s": 1.0}
-    trial = SimpleNamespace(last_result={"trial_result": result}, error_file=None)
+    trial = SimpleNamespace(last_result={"trial_result": result, "trial_status": "ok"}, error_file=None, config={})
     writer.on_trial_complete(0, [], trial)
     writer.on_trial_error(0, [], trial)  # e.g. a callback after the row raised: Tune calls the trial errored
     (row,) = results.read_results(tmp_path / "results").to_pylist()
     assert row["status"] == "ok" and row["test_rel_l2"] == 0.2
+    assert planned.key not in order.waiting  # its dependants were released by its ok row, not failed
 
 
 def test_the_stopper_pickles_while_handlers_that_hold_locks_are_saved():

@@ -54,7 +54,8 @@ def _args(**kw) -> argparse.Namespace:
         ({"device": "cuda"}, "--device cuda needs a GPU request"),
         ({"device": "cpu", "gpus_per_trial": 0.5}, "would be reserved and unused"),
         ({"bf16": True}, "apply to GPU trials"),
-        ({"gpus_per_trial": 1.5}, "fractions must be below 1"),
+        ({"gpus_per_trial": 1.5}, "a trial trains on one GPU"),
+        ({"gpus_per_trial": 2.0}, "a trial trains on one GPU"),
         ({"gpus_per_trial": 0.5, "gpu_memory_gib": -1.0}, "--gpu-memory-gib must be > 0"),
     ],
 )
@@ -89,7 +90,95 @@ def test_trial_memory_follows_model_batch_and_data():
     doubled = memory.trial_memory(TrialConfig(**{**config.to_dict(), "batch_size": 64}))
     assert doubled.activations == 2 * parts.activations and doubled.parameters == parts.parameters
     assert parts.workspace == math.ceil(memory.WORKSPACE_FACTOR * parts.activations) + memory.FIXED_WORKSPACE
+    assert parts.evaluation_workspace == math.ceil(memory.WORKSPACE_FACTOR * parts.evaluation) + memory.FIXED_WORKSPACE
+    assert parts.training_peak > parts.evaluation_peak  # N >= batch: training is the larger phase here
     assert parts.total == parts.parameters + parts.data + parts.activations + parts.workspace
+    # A second test grid: its test set is resident too, and tested on its own larger grid.
+    twice = memory.trial_memory(TrialConfig(**{**config.to_dict(), "eval_resolutions": (32, 64)}))
+    assert twice.data == parts.data + 64 * (2 * 64 * 64 + 4) * 4
+    assert twice.evaluation > parts.evaluation
+
+
+def _small_fields(n: int, channels: int, resolution: int, device: str = "cpu"):
+    from fno.data import Fields, Normalization
+
+    names = tuple(f"c{i}" for i in range(channels))
+    torch.manual_seed(0)
+    fields = Fields(
+        torch.randn(n, resolution, resolution, device=device),
+        torch.randn(n, resolution, resolution, device=device),
+        torch.randn(n, channels - 1, device=device),
+        {},
+        names,
+    )
+    return fields, Normalization(names, (0.0,) * channels, (1.0,) * channels, 0.0, 1.0)
+
+
+def _cpu_allocator_peak(fn, *args, **kwargs) -> int:
+    """Peak bytes the CPU allocator handed out during ``fn`` (a second call, after a
+    warm-up that builds cached constants), from torch.profiler's memory events: an
+    accounting independent of memory._LiveTensors."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn(*args, **kwargs)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn(*args, **kwargs)
+    events = sorted(
+        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()
+    )
+    assert events, "the profiler recorded no allocations"
+    live = peak = 0
+    for event in events:
+        live += event.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+@pytest.mark.parametrize("width,modes,resolution,batch,bands", [(8, 4, 32, 16, True), (12, 5, 34, 7, False)])
+def test_the_evaluation_count_equals_the_allocators_own_peak(width, modes, resolution, batch, bands):
+    from fno.train import per_sample_errors
+
+    torch.manual_seed(0)
+    model = FNO2d(4, 1, width, modes)
+    fields, norm = _small_fields(batch, 4, resolution)
+    measured = _cpu_allocator_peak(per_sample_errors, model, norm, fields, batch, bands=bands)
+    # The counting method, on the same CPU run, finds exactly what the allocator handed out...
+    assert memory.live_peak(per_sample_errors, model, norm, fields, batch, bands=bands) == measured
+    # ... and the rule's count (meta device, the GPU's code path, which also copies the
+    # spectrum's edge bins before each inverse FFT) is at least that.
+    assert memory.evaluation_bytes(4, width, modes, 4, resolution, batch, batch, bands) >= measured
+
+
+def test_the_rule_counts_evaluation_at_the_presets_batch_not_the_trials():
+    from fno.train import per_sample_errors
+
+    # N = 4 trains at batch 4 but evaluates 256 samples at the preset's batch of 128.
+    config = TrialConfig(
+        mode="scratch", resolution=32, width=16, modes=8, n_train=4, n_val=256, n_test=256, batch_size=128, steps=1
+    )
+    parts = memory.trial_memory(config)
+    torch.manual_seed(0)
+    fields, norm = _small_fields(256, 4, 32)
+    measured = _cpu_allocator_peak(per_sample_errors, FNO2d(4, 1, 16, 8), norm, fields, 128, bands=True)
+    assert parts.evaluation >= measured  # the largest evaluation, measured on the CPU
+    training_only = parts.parameters + parts.data + parts.activations + parts.workspace  # the rule before
+    assert parts.evaluation_peak > parts.training_peak and parts.total > training_only
+    assert parts.total == parts.parameters + parts.data + parts.evaluation + parts.evaluation_workspace
+
+
+def test_the_papers_largest_model_at_n_8_asks_for_what_its_evaluation_needs():
+    # The case that ran out of memory: w128-m32 at 128 x 128, N = 8, the paper's batch of
+    # 128 and 4,096 validation samples. Training needs about 6.4 GiB, the evaluation
+    # more than 5 GiB of live tensors on top of 4 GiB of weights and optimizer state.
+    config = TrialConfig(
+        mode="scratch", resolution=128, width=128, modes=32, n_train=8, n_val=4096, n_test=4096, batch_size=128, steps=1
+    )
+    parts = memory.trial_memory(config)
+    gib = 2**30
+    assert parts.parameters + parts.data + parts.training_peak < 6.5 * gib
+    assert parts.evaluation > 5 * gib
+    assert memory.gpu_share(parts.total, 80 * gib) > 1 / 8  # it was given 1/8 (9 GiB usable) before
+    assert memory.gpu_share(parts.total, 40 * gib) >= 1 / 2
 
 
 def test_gpu_shares_follow_the_memory_rule():

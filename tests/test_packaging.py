@@ -53,7 +53,8 @@ def test_the_wheel_holds_every_package_and_the_presets(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     packaged = {str(Path(name).parent).replace("/", ".") for name in names if name.endswith("/__init__.py")}
     assert source_packages() <= packaged, sorted(source_packages() - packaged)
-    assert {"fno_sweeps/presets/cpu.toml", "fno_sweeps/presets/paper.toml"} <= set(names)
+    assert {"fno_sweeps/presets/cpu.toml", "fno_sweeps/presets/paper.toml", "fno_sweeps/presets/gpu.toml"} <= set(names)
+    assert "fno_sweeps/slurm/sweep.sbatch" in names  # the batch script, for users of the wheel
 
 
 def test_the_wheel_in_a_fresh_venv_runs_the_commands_from_any_folder(wheel, tmp_path):

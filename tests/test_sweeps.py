@@ -104,6 +104,39 @@ def test_paper_preset_is_the_full_grid():
     assert len(trials) == 7108
 
 
+def test_pre_training_is_planned_only_for_modes_that_load_a_checkpoint():
+    full = expand(Preset.load("cpu"))
+    scratch = expand(Preset.load("cpu", {"train_modes": ["scratch"]}))
+    assert {t.stage for t in scratch} == {"downstream"} and {t.config.mode for t in scratch} == {"scratch"}
+    assert [t.key for t in scratch] == [t.key for t in full if t.config.mode == "scratch"]  # keys unchanged
+    for modes in (["scratch", "zeroshot"], ["finetune"]):
+        trials = expand(Preset.load("cpu", {"train_modes": modes}))
+        assert [t.key for t in trials if t.stage == "pretrain"] == [t.key for t in full if t.stage == "pretrain"]
+        downstream = [t for t in trials if t.stage == "downstream" and t.config.mode != "scratch"]
+        assert downstream and all(t.pretrained_key in {p.key for p in trials} for t in downstream)
+
+
+def test_the_gpu_preset_is_the_documented_grid():
+    from fno_sweeps.runner import RunSettings
+
+    trials = expand(Preset.load("gpu"))
+    assert len(trials) == len({t.key for t in trials}) == 2064  # the count docs/gpu.md gives
+    by_mode = {m: sum(t.config.mode == m for t in trials) for m in ("pretrain", "scratch", "finetune", "zeroshot")}
+    # 3 sizes x 3 families x 2 shifts x 4 N x 3 lrs x 3 data seeds for scratch; fine-tuning
+    # twice that (the family's own model and the mixture's); zero-shot once per model, shift and data seed.
+    assert by_mode == {"pretrain": 12, "scratch": 648, "finetune": 1296, "zeroshot": 108}
+    pretrain = [t for t in trials if t.stage == "pretrain"]
+    assert {t.config.n_train for t in pretrain} == {4096} and {t.config.resolution for t in trials} == {64}
+    assert min(t.config.modes for t in trials) >= 8  # Helmholtz peaks at |k| 5 to 7 (sweeps/presets/gpu.toml)
+    downstream = [t for t in trials if t.stage == "downstream"]
+    assert max(t.config.n_train for t in downstream) == 1024 and {t.config.data_seed for t in trials} == {0, 1, 2}
+    assert {t.config.lr for t in downstream if t.config.mode != "zeroshot"} == {3e-4, 1e-3, 3e-3}
+    # The largest trials fit 1/8 of an 80 GiB GPU by the memory rule, so every trial does.
+    settings = RunSettings(gpus_per_trial=None, gpu_memory_gib=80.0)
+    largest = [t for t in trials if t.config.width == 48 and t.config.n_train in (1024, 4096)]
+    assert {settings.gpu_share(t) for t in largest[:8]} == {1 / 8}
+
+
 @pytest.mark.parametrize(
     "override, match",
     [
@@ -131,7 +164,7 @@ def test_bad_presets_fail_before_ray_starts(override, match, capsys, tmp_path):
 
 def test_unknown_preset_names_the_available_ones(capsys):
     assert scaling.main(["--preset", "nope"]) == 2
-    assert "named presets: cpu, paper, strategies, study" in capsys.readouterr().err
+    assert "named presets: cpu, gpu, paper, strategies, study" in capsys.readouterr().err
 
 
 def test_dry_run_prints_the_plan(capsys, tmp_path):
@@ -217,12 +250,17 @@ def test_results_round_trip_and_rewrite_by_key(tmp_path):
     results.write_row(tmp_path, _row("a"))
     results.write_row(tmp_path, _row("b", status="failed", test_rel_l2=math.nan, error="boom"))
     results.write_row(tmp_path, _row("a", test_rel_l2=0.4))  # same key: replaces, never duplicates
+    # Failures outside the trial (a lost node, a time limit, a failed pre-training) are run again by a re-run.
+    for key, failure in (("c", "infrastructure"), ("d", "timeout"), ("e", "dependency"), ("f", "out of memory")):
+        results.write_row(tmp_path, _row(key, status="failed", error="x", failure=failure))
     table = results.read_results(tmp_path)
-    assert table.schema == results.SCHEMA and table.num_rows == 2
+    assert table.schema == results.SCHEMA and table.num_rows == 6
     rows = {r["key"]: r for r in table.to_pylist()}
     assert rows["a"]["test_rel_l2"] == 0.4 and rows["b"]["error"] == "boom"
-    assert results.finished_keys(tmp_path) == {"a", "b"}
+    assert results.finished_keys(tmp_path) == {"a", "b", "f"}
     assert results.finished_keys(tmp_path, include_failed=False) == {"a"}
+    with pytest.raises(ValueError, match="failure must be one of infrastructure, out of memory"):
+        results.write_row(tmp_path, _row("g", status="failed", failure="cosmic rays"))
     assert not list(tmp_path.glob(".*tmp"))
 
 
@@ -316,21 +354,28 @@ def test_a_tiny_sweep_end_to_end_then_resume(tmp_path, capsys):
     assert len(sweep_rows(tmp_path)) == trials
 
 
-def test_a_failing_trial_is_recorded_and_the_sweep_finishes(tmp_path):
+def test_a_failing_trial_is_recorded_and_the_sweep_finishes(tmp_path, capsys):
     # A file where the checkpoints folder should be: pre-training raises when it saves its
     # checkpoint (after training), its dependants cannot run, scratch trials are unaffected.
     (tmp_path / "cpu").mkdir()
     (tmp_path / "cpu" / "checkpoints").write_text("not a folder")
     code = scaling.main(["--out", str(tmp_path), "--no-dashboard", "--max-retries", "1", *TINY])
-    assert code == 0
+    assert code == 1  # the sweep ran to its end, and trials failed
+    assert "5 trials failed" in capsys.readouterr().err  # the pre-training, 2 fine-tunes, 2 zero-shots
     df = sweep_rows(tmp_path)
     assert len(df) == TINY_TRIALS
     status = df.groupby("mode")["status"].agg(set).to_dict()
     assert status == {"pretrain": {"failed"}, "finetune": {"failed"}, "zeroshot": {"failed"}, "scratch": {"ok"}}
     pretrain = df[df["mode"] == "pretrain"].iloc[0]
-    assert "checkpoints" in pretrain["error"]
+    assert "checkpoints" in pretrain["error"] and pretrain["failure"] == "error"
     finetune = df[df["mode"] == "finetune"].iloc[0]
     assert "pre-training trial" in finetune["error"] and "failed" in finetune["error"]
+    assert set(df.loc[df["mode"].isin(["finetune", "zeroshot"]), "failure"]) == {"dependency"}
+    # A plain re-run does not repeat a deterministic error (its dependants fail again at once, without running).
+    assert scaling.main(["--out", str(tmp_path), "--no-dashboard", "--no-report", *TINY]) == 1
+    assert set(sweep_rows(tmp_path).query("mode == 'pretrain'")["wall_s"]) == set(
+        df.query("mode == 'pretrain'")["wall_s"]
+    )
     (tmp_path / "cpu" / "checkpoints").unlink()
     # Once the cause is fixed, --retry-failed runs exactly the failed keys again.
     assert scaling.main(["--out", str(tmp_path), "--no-dashboard", "--retry-failed", *TINY]) == 0
@@ -346,7 +391,7 @@ def test_requests_that_fit_no_node_are_refused(tmp_path, capsys):
 def test_half_gpu_trials_pack_four_to_two_logical_gpus_and_fall_back_to_the_cpu(tmp_path, capsys):
     # Ray's GPUs are logical: a node offering 2 lets a CPU machine check what a GPU node does.
     args = ["--out", str(tmp_path), "--no-dashboard", "--no-report", "--num-gpus", "2", "--gpus-per-trial", "0.5",
-            "--cpus-per-trial", "0.5", *TINY, "--set", "downstream.steps=200"]  # fmt: skip
+            "--cpus-per-trial", "0.5", "--allow-cpu-fallback", *TINY, "--set", "downstream.steps=200"]  # fmt: skip
     assert scaling.main(args) == 0
     df = sweep_rows(tmp_path)
     assert len(df) == TINY_TRIALS and set(df["status"]) == {"ok"}
@@ -355,9 +400,12 @@ def test_half_gpu_trials_pack_four_to_two_logical_gpus_and_fall_back_to_the_cpu(
     end = start + pd.to_timedelta(df["wall_s"], unit="s")
     overlap = max(int(((start <= t) & (end > t)).sum()) for t in start)
     assert overlap >= 3, f"at most {overlap} trials ran at once; 4 slots of half a GPU were free"
-    with pytest.raises(SystemExit, match=r"asks for 0.5 CPUs and 3 GPUs, but the largest node has \d+ CPUs and 2 GPUs"):
+    with pytest.raises(SystemExit, match=r"asks for 64 CPUs and 0.5 GPUs, but the largest node has \d+ CPUs and 2 GP"):
         # New N (trials to run, so it gets to the check) extend the study; a changed n_test would be another study.
-        scaling.main([*args, "--gpus-per-trial", "3", "--set", "n_train=[16]"])
+        scaling.main([*args, "--cpus-per-trial", "64", "--set", "n_train=[16]"])
+    # More than one GPU per trial is refused before Ray starts: a trial trains on one.
+    assert scaling.main([*args, "--gpus-per-trial", "3"]) == 2
+    assert "a trial trains on one GPU" in capsys.readouterr().err
 
 
 def test_a_wrong_cluster_address_fails_fast_naming_it_and_the_usual_causes(tmp_path):
@@ -544,12 +592,71 @@ def test_dependency_order_starts_pretraining_first_and_holds_fine_tuning_until_i
     released = [by_key[order.next_trial(f"r{i}")["trial"]["key"]] for i in range(22)]
     assert {t.pretrained_key for t in released} == {handed[0].key}
     assert order.next_trial("wait") is None
-    # The other pre-training fails: its 22 dependents (20 fine-tune, 2 zero-shot) are recorded as failed.
+    # The other pre-training raises: Tune tells the order, the row writer settles it as failed
+    # (it alone knows whether the trial runs again), and its 22 dependents (20 fine-tune,
+    # 2 zero-shot) are recorded as failed for want of a checkpoint.
     order.trial_finished("t1", None, error=True)
+    assert order.next_trial("wait") is None
+    order.settle(handed[1].key, "failed")
+    assert order.next_trial("running") is None  # 62 trials still in flight: one of them could come back
+    for trial_id in [f"s{i}" for i in range(40)] + [f"r{i}" for i in range(22)]:
+        order.trial_finished(trial_id, {"trial_status": "ok"}, error=False)
     assert order.next_trial("end") == "FINISHED"
     df = results.read_results(tmp_path).to_pandas()
     assert len(df) == 22 and set(df["status"]) == {"failed"} and set(df["pretrained_key"]) == {handed[1].key}
     assert df["error"].str.contains(f"pre-training trial {handed[1].key} is failed").all()
+    assert set(df["failure"]) == {"dependency"}
+
+
+def test_dependency_order_keeps_trials_in_flight_at_the_slots_and_follows_them(tmp_path):
+    _, order = _order_of_cpu_preset(tmp_path)
+    slots = [3]
+    order.capacity = lambda: slots[0]
+    handed = [order.next_trial(f"t{i}") for i in range(3)]
+    assert all(isinstance(h, dict) for h in handed) and order.next_trial("t3") is None  # 3 slots, 3 in flight
+    order.trial_finished("t0", {"trial_status": "ok"}, error=False)
+    assert isinstance(order.next_trial("t3"), dict) and order.next_trial("t4") is None
+    slots[0] = 5  # a node joined
+    assert isinstance(order.next_trial("t4"), dict) and isinstance(order.next_trial("t5"), dict)
+    assert order.next_trial("t6") is None
+
+
+def test_dependency_order_stops_handing_out_trials_once_halted(tmp_path):
+    _, order = _order_of_cpu_preset(tmp_path)
+    reason = [""]
+    order.halted = lambda: reason[0]
+    assert isinstance(order.next_trial("t0"), dict)
+    reason[0] = "taken over by another driver"
+    assert order.next_trial("t1") == "FINISHED"  # Tune then lets the running trial finish
+
+
+def test_an_out_of_memory_trial_comes_back_once_at_twice_its_automatic_share(tmp_path):
+    trials, order = _order_of_cpu_preset(tmp_path)
+    trial = next(t for t in trials if t.config.mode == "scratch")
+    spec = {"key": trial.key, "gpus": 0.25, "auto_share": True, "config": {"gpu_share": 0.25}}
+    assert order.retry_larger(trial, spec)
+    again = []
+    while isinstance(handed := order.next_trial(f"t{len(again)}"), dict):  # every ready trial
+        again.append(handed["trial"])
+    larger = next(s for s in again if s["key"] == trial.key and s.get("enlarged"))
+    assert larger["gpus"] == 0.5 and larger["config"]["gpu_share"] == 0.5
+    assert not order.retry_larger(trial, larger)  # once only
+    assert not order.retry_larger(trial, {**spec, "auto_share": False})  # a fixed share is the user's
+
+
+@pytest.mark.parametrize(
+    ("error", "failure"),
+    [
+        ("ray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task.", "infrastructure"),
+        ("RuntimeError: out of GPU memory within this trial's share (0.25 of the GPU, 19.6 GiB)", "out of memory"),
+        ("fno.train.TrialTimeoutError: trial ran past its time limit of 60 s at step 10 of 100", "timeout"),
+        ("ValueError: n_train must be an integer >= 1, got 0", "error"),
+    ],
+)
+def test_failures_are_classed_by_their_error(error, failure):
+    from fno_sweeps.runner import failure_class
+
+    assert failure_class(error) == failure
 
 
 def test_dependency_order_treats_a_diverged_pretraining_as_unusable(tmp_path):

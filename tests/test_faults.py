@@ -184,7 +184,7 @@ def test_a_node_that_joins_mid_sweep_runs_trials(tmp_path):
     with growing_cluster(env) as (address, add_node):
         sweep = [sys.executable, str(ROOT / "sweeps" / "scaling.py"), "--cluster", "--address", address,
                  "--storage", str(tmp_path), "--no-report", *SCRATCH_ONLY, "--set", "n_train=[4,8]",
-                 "--set", "lrs=[1e-3,3e-3,1e-2]", "--set", "downstream.steps=600"]  # fmt: skip
+                 "--set", "lrs=[1e-3,3e-3,1e-2]", "--set", "downstream.steps=1500"]  # fmt: skip
         proc = subprocess.Popen(sweep, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         results = tmp_path / "cpu" / "results"
         deadline = time.time() + 180

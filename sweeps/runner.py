@@ -720,10 +720,10 @@ def _run_stream(pending, status, sweep, sweep_dir, settings, recorder, slots: Li
     from ray import tune
     from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-    specs = _prepare(pending, status, sweep_dir, settings, recorder)
+    running_pretrains = {t.key for t in pending if t.stage == "pretrain"}
+    specs = _prepare(pending, running_pretrains, status, sweep_dir, settings, recorder)
     if not specs:
         return
-    running_pretrains = {t.key for t in pending if t.stage == "pretrain"}
     planned = {p.key: p for p, _ in specs}
     order = DependencyOrder(
         specs, running_pretrains, recorder, slots, halted, lambda t: trial_timeout(settings, recorder.progress, t)
@@ -766,23 +766,23 @@ def _run_stream(pending, status, sweep, sweep_dir, settings, recorder, slots: Li
             os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = previous
 
 
-def _prepare(batch, status, sweep_dir, settings, recorder):
+def _prepare(pending, running_pretrains, status, sweep_dir, settings, recorder):
     """(trial, spec) pairs to submit; a trial whose checkpoint cannot come gets a failed row.
 
-    status: key -> status of the rows already written (from ``fno.results.statuses``).
-    A checkpoint can come if its pre-training is among the trials to run or finished
-    ``ok`` and its file is there.
+    running_pretrains: keys of the pre-training trials among ``pending``. status: key ->
+    status of the rows already written (from ``fno.results.statuses``). A checkpoint can
+    come if its pre-training is among the trials to run or finished ``ok`` and its file
+    is there.
     """
     runnable = []
-    in_batch = {t.key for t in batch if t.stage == "pretrain"}
-    for trial in batch:
+    for trial in pending:
         out_dir = ""
         if trial.stage == "pretrain":
             out_dir = str(checkpoint_path(sweep_dir, trial.key).parent.resolve())
         elif trial.pretrained_key:
             path = checkpoint_path(sweep_dir, trial.pretrained_key)
             usable = status.get(trial.pretrained_key) == "ok" and path.is_file()
-            if trial.pretrained_key not in in_batch and not usable:
+            if trial.pretrained_key not in running_pretrains and not usable:
                 why = status.get(trial.pretrained_key, "missing")
                 error = f"pre-training trial {trial.pretrained_key} is {why}; its checkpoint {path} is not usable"
                 recorder.record(trial, None, error, "dependency")

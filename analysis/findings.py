@@ -50,6 +50,19 @@ from fno_analysis.verdicts import (
 
 ORDERS = 10.0  # "orders of magnitude fewer examples": at least this gain
 
+# The titles of the findings' tables and the openings of its answers: the report places each by them.
+SMALLEST_N_TABLE = "Fine-tune vs scratch at the smallest N (95% intervals over data seeds or seeds)"
+GAIN_TABLE = "Data-efficiency gain at the target error"
+TREND_TABLE = "Trend of the gain with model size (slope of log10 gain on log10 parameters, censored sizes as bounds)"
+MIXTURE_TABLE = "Mixture vs single-family pre-training at the smallest N"
+ZERO_SHOT_TABLE = "Zero-shot error by shift, and fine-tuning at the largest N"
+STRATEGY_TABLE = "Fine-tuning strategies at the smallest and largest N (95% t intervals over seeds)"
+RESOLUTION_TABLE = "Error at other test resolutions over the training resolution's (largest N)"
+BAND_TABLE = "Error by frequency band at the training resolution (smallest and largest N)"
+STRATEGY_ANSWER = "Best fine-tuning strategy at the smallest N"
+RESOLUTION_ANSWER = "Error growth from training resolution"
+TRANSFER_ANSWER = "Transfer law"
+
 
 @dataclass
 class Findings:
@@ -501,29 +514,25 @@ def _add_beyond_the_paper(findings: Findings, points: pd.DataFrame, evaluations:
     """Tables and one-line answers on strategies, resolution transfer and band errors."""
     strategies = strategy_comparison(points)
     if not strategies.empty:
-        title = "Fine-tuning strategies at the smallest and largest N (95% t intervals over seeds)"
-        findings.tables[title] = strategies
+        findings.tables[STRATEGY_TABLE] = strategies
         for (family, shift), here in strategies.groupby(["family", "shift"], sort=False):
             smallest = here[here["n_train"] == here["n_train"].min()]
             wins = ", ".join(f"{r['best']} {r[r['best']]} ({r['decided']})" for _, r in smallest.iterrows())
             findings.answers.append(
-                f"Best fine-tuning strategy at the smallest N ({int(smallest['n_train'].iloc[0])}), "
-                f"{family} / shift {shift}: {wins}"
+                f"{STRATEGY_ANSWER} ({int(smallest['n_train'].iloc[0])}), {family} / shift {shift}: {wins}"
             )
     if evaluations is None or evaluations.empty:
         return
     growth = resolution_growth(resolution_ratios(evaluations))
     if not growth.empty:
-        findings.tables["Error at other test resolutions over the training resolution's (largest N)"] = growth.drop(
-            columns="growth_mean"
-        )
+        findings.tables[RESOLUTION_TABLE] = growth.drop(columns="growth_mean")
         for (r0, r1), here in growth.groupby(["trained_at", "tested_at"]):
             by_mode = here.groupby("mode")["growth_mean"].agg(["min", "max"])
             text = "; ".join(f"{m} {v['min']:.4f}-{v['max']:.4f}x" for m, v in by_mode.iterrows())
-            findings.answers.append(f"Error growth from training resolution {r0} to {r1} (range over curves): {text}")
+            findings.answers.append(f"{RESOLUTION_ANSWER} {r0} to {r1} (range over curves): {text}")
     bands = band_table(evaluations)
     if not bands.empty:
-        findings.tables["Error by frequency band at the training resolution (smallest and largest N)"] = bands
+        findings.tables[BAND_TABLE] = bands
 
 
 def paper_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -559,18 +568,16 @@ def build_findings(
     cells1 = gain_rows.rename(columns={"verdict": "gain_kind", "at_least_10x": "verdict"})
     findings.cells = {1: cells1, 2: trend, 3: mixture, 4: zero}
     findings.tables = {
-        "Fine-tune vs scratch at the smallest N (95% intervals over data seeds or seeds)": small.drop(
-            columns=["ratio", "ratio_lo", "ratio_hi"], errors="ignore"
-        ),
-        "Data-efficiency gain at the target error": all_gains,
-        "Trend of the gain with model size (slope of log10 gain on log10 parameters, censored sizes as bounds)": trend,
-        "Mixture vs single-family pre-training at the smallest N": mixture,
-        "Zero-shot error by shift, and fine-tuning at the largest N": zero,
+        SMALLEST_N_TABLE: small.drop(columns=["ratio", "ratio_lo", "ratio_hi"], errors="ignore"),
+        GAIN_TABLE: all_gains,
+        TREND_TABLE: trend,
+        MIXTURE_TABLE: mixture,
+        ZERO_SHOT_TABLE: zero,
     }
     transfer = None if transfer is None else transfer[np.isfinite(transfer["beta"].astype(float))]
     if transfer is not None and not transfer.empty:
         findings.answers.append(
-            "Transfer law (not used for claim 2's verdict, as its fit leaves censored sizes out): "
+            f"{TRANSFER_ANSWER} (not used for claim 2's verdict, as its fit leaves censored sizes out): "
             + "; ".join(
                 f"{t['family']}/{t['shift']}/{t['pretrain_family']} beta = {t['beta']:.2f}"
                 + ("" if not np.isfinite(float(t["beta_lo"])) else f" [{t['beta_lo']:.2f}, {t['beta_hi']:.2f}]")

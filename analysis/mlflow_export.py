@@ -18,6 +18,12 @@ changed, because it was run again, gets its run updated (its metrics logged anew
 unchanged trials are skipped. Credentials come from MLflow's own environment
 variables (MLFLOW_TRACKING_USERNAME / _PASSWORD / _TOKEN, or the store's), never from
 flags. Needs the ``mlflow`` extra: ``pip install "fno-scaling[mlflow]"``.
+
+A tracking server that does not answer is an error within about PROBE_TIMEOUT_S seconds,
+naming its address, before anything is read or sent (``check_tracking_server``); once
+exporting, each request waits MLflow's MLFLOW_HTTP_REQUEST_TIMEOUT seconds and is retried
+MLFLOW_HTTP_REQUEST_MAX_RETRIES times (defaults here 10 s and 3; MLflow's own, 120 s and
+7, took minutes to give up on a dead server). Either variable, set, wins.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ import math
 import os
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,6 +56,31 @@ METRIC_COLUMNS = ["val_rel_l2", "test_rel_l2", "train_loss", "best_step", "wall_
 TAG_COLUMNS = ["device", "gpu_name", "node", "started_at", "code_version"]
 RUN_STATUS = {"ok": "FINISHED", "stopped": "KILLED"}  # anything else (failed, diverged): FAILED
 MAX_ERROR_TAG = 5000  # characters of a failed trial's error kept in its tag
+PROBE_TIMEOUT_S = 5.0  # a tracking server that does not answer an HTTP request in this long is not there
+# MLflow's HTTP client settings for an export, unless the environment sets them.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3"}
+PROXY_DOWN = (502, 503, 504)  # a proxy's answers when the server behind it is not there
+
+
+def check_tracking_server(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """ConnectionError naming ``uri`` if an http(s) tracking server does not answer a GET of
+    it within ``timeout_s`` (any answer but a proxy's 502-504, even 401 or 404, is a
+    server); other URIs (file:, sqlite:, databricks) are left to MLflow's own client."""
+    if urllib.parse.urlparse(uri).scheme not in ("http", "https"):
+        return
+    try:
+        urllib.request.urlopen(urllib.request.Request(uri, method="GET"), timeout=timeout_s).close()
+        return
+    except urllib.error.HTTPError as err:
+        if err.code not in PROXY_DOWN:
+            return
+        reason = f"HTTP {err.code} {err.reason}"
+    except (urllib.error.URLError, OSError) as err:  # refused, unknown host, timed out
+        reason = str(getattr(err, "reason", err) or err)
+    raise ConnectionError(
+        f"--tracking-uri {uri}: no MLflow tracking server answers there within {timeout_s:g} s ({reason}); start "
+        "one (`mlflow server --host 127.0.0.1 --port 5000`) or fix the address"
+    )
 
 
 def _finite(value) -> bool:
@@ -54,12 +88,19 @@ def _finite(value) -> bool:
 
 
 def run_name(row: dict) -> str:
-    """A readable name: mode-family-shift-wWmM-N-lr-seed-key6, as the sweep's trial names."""
+    """A readable name, as the sweep's trial names (fno_sweeps.grid.PlannedTrial.name):
+    mode-family-shift-wWmM-N-lr-seed-key6, without the fields a mode does not have
+    (pre-training: shift, N, lr, seed; zero-shot: N, lr, seed)."""
+    size, key = f"w{row['width']}m{row['modes']}", row["key"][:6]
+    data = f"-d{row['data_seed']}" if row.get("data_seed") else ""
     if row["mode"] == "pretrain":
-        return f"pretrain-{row['family']}-w{row['width']}m{row['modes']}-{row['key'][:6]}"
+        return f"pretrain-{row['family']}-{size}-{key}"
+    if row["mode"] == "zeroshot":
+        return f"zeroshot-{row['family']}-{row['shift']}-{size}{data}-{key}"
     mode = row["mode"] if row["finetune_strategy"] in ("", "full") else f"{row['mode']}[{row['finetune_strategy']}]"
-    return (f"{mode}-{row['family']}-{row['shift']}-w{row['width']}m{row['modes']}-N{row['n_train']}-lr{row['lr']:g}-"
-            f"s{row['seed']}-{row['key'][:6]}")  # fmt: skip
+    probe = "probe-" if row.get("stage") == "probe" else ""
+    point = f"N{row['n_train']}-lr{row['lr']:g}-s{row['seed']}{data}"
+    return f"{probe}{mode}-{row['family']}-{row['shift']}-{size}-{point}-{key}"
 
 
 def _digest(row: dict, evaluations: list[dict]) -> str:
@@ -118,6 +159,8 @@ def export_sweep(sweep_dir: str | Path, tracking_uri: str, experiment: str | Non
     from tqdm import tqdm
 
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # not two lines per run
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     sweep_dir = location(sweep_dir)
     df = read_table(sweep_dir)
     evaluations = read_evaluations_table(sweep_dir)
@@ -169,12 +212,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--experiment", default=None, help="MLflow experiment (default: the sweep's name)")
     args = parser.parse_args(argv)
     if not args.tracking_uri:
-        print("error: --tracking-uri is required (or set MLFLOW_TRACKING_URI)", file=sys.stderr)
+        print(f"{parser.prog}: error: --tracking-uri is required (or set MLFLOW_TRACKING_URI)", file=sys.stderr)
         return 2
     try:
+        from mlflow.exceptions import MlflowException
+    except ImportError:  # export_sweep says which extra to install
+        MlflowException = RuntimeError
+    try:
+        check_tracking_server(args.tracking_uri)
         counts = export_sweep(args.sweep_dir, args.tracking_uri, args.experiment)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, RuntimeError, ConnectionError) as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
+    except (MlflowException, OSError) as err:  # the server went away or refused a request mid-export
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        print(f"{parser.prog}: error: MLflow at {args.tracking_uri}: {first}", file=sys.stderr)
         return 2
     experiment_id = counts.pop("experiment_id")
     listed = ", ".join(f"{v} runs {k}" for k, v in counts.items())

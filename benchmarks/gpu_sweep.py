@@ -6,7 +6,7 @@ of a sweep on a machine without Ray (docs/gpu.md).
 
 Trials run in the sweep's order (pre-training first), each through the same
 ``fno.train.run_trial`` and results and evaluations writers as a Ray sweep (its rows
-read the same: ``python analysis/report.py OUT/<preset>``), and resume by key. With
+read the same: ``fno-report OUT/<preset>``), and resume by key. With
 ``--minutes`` no trial starts after that many minutes. Prints the time per mode and the
 total; the table is the measurement.
 """

@@ -241,7 +241,7 @@ def trial_memory(config) -> TrialMemory:
     """Device memory of one ``fno.train.TrialConfig`` in bytes, by part (pretrain, scratch
     or finetune; a zero-shot trial holds no gradients, optimizer state, training or
     validation set, and is counted as if it did, except that it runs no validation)."""
-    in_channels = len(config.data_spec("train").channel_names)
+    in_channels = config.in_channels
     n_params = FNOConfig(in_channels, 1, config.width, config.modes, config.layers).n_params
     per_sample = activation_bytes_per_sample(in_channels, config.width, config.modes, config.layers, config.resolution)
     activations = per_sample * config.batch

@@ -49,7 +49,8 @@ def band_masks(nx: int, ny: int, device: torch.device) -> torch.Tensor:
 def band_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample band errors (batch, 3): low, mid, high; see the module docstring.
 
-    pred, target: (batch, 1, nx, ny) or (batch, nx, ny), real.
+    pred, target: (batch, C, nx, ny) or (batch, nx, ny), real; with C > 1 channels a
+    sample's error and target power are summed over them.
     """
     if pred.shape != target.shape:
         raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
@@ -57,6 +58,9 @@ def band_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     target = target.float().reshape(error.shape)
     error_power = torch.fft.fft2(error).abs().square()  # (B, nx, ny)
     target_power = torch.fft.fft2(target).abs().square().sum(dim=(-2, -1))  # (B,)
+    if pred.ndim == 4 and pred.shape[1] > 1:  # several output channels: a sample's power is their sum
+        error_power = error_power.view(pred.shape[0], -1, *pred.shape[-2:]).sum(dim=1)
+        target_power = target_power.view(pred.shape[0], -1).sum(dim=1)
     masks = band_masks(*error.shape[-2:], error.device)  # (3, nx, ny)
     per_band = torch.einsum("bxy,kxy->bk", error_power, masks)  # (B, 3)
     return torch.sqrt(per_band / target_power[:, None])

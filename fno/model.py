@@ -11,6 +11,7 @@ real numbers per layer (two retained corners, complex), 16 w^2 m^2 for 4 layers.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import asdict, dataclass
@@ -191,12 +192,20 @@ class FNOConfig:
     width: int = 32  # channels in the Fourier layers; parameters grow as width^2
     modes: int = 8  # Fourier modes per axis kept in each corner; parameters grow as modes^2
     layers: int = 4  # Fourier layers (paper: 4); no GELU after the last one
+    # Domain padding: the Fourier layers see each axis extended by this fraction of its
+    # points (zeros on the high side, cropped after), so that a non-periodic field is not
+    # wrapped onto itself. A fraction, not a count: the same extent at every test grid.
+    padding: float = 0.0
+    coords: bool = False  # append x and y in [0, 1] as two input channels (non-periodic data)
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "out_channels", "width", "modes", "layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_padding(self.padding)
+        if not isinstance(self.coords, bool):
+            raise ValueError(f"coords must be true or false, got {self.coords!r}")
 
     @classmethod
     def from_preset(cls, name: str, in_channels: int, out_channels: int = 1, layers: int = 4) -> FNOConfig:
@@ -205,14 +214,19 @@ class FNOConfig:
         width, modes = PRESETS[name]
         return cls(in_channels, out_channels, width, modes, layers)
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | float | bool]:
         return asdict(self)
+
+    @property
+    def lift_channels(self) -> int:
+        """Channels the lifting layer reads: the inputs, and x and y with ``coords``."""
+        return self.in_channels + 2 * self.coords
 
     @property
     def n_params(self) -> int:
         """Trainable real numbers: lift, layers (spectral + skip), projection."""
         w, m = self.width, self.modes
-        lift = self.in_channels * w + w
+        lift = self.lift_channels * w + w
         layer = 2 * m * m * w * w * 2 + w * w + w
         projection = w * 2 * w + 2 * w + 2 * w * self.out_channels + self.out_channels
         return lift + self.layers * layer + projection
@@ -224,15 +238,16 @@ class FNOConfig:
         length N counts 5 N log2 N complex (2.5 N log2 N real input). GELU and bias
         adds are not counted.
         """
-        n, w, m, c = resolution, self.width, self.modes, self.in_channels
+        n, w, m, c = resolution, self.width, self.modes, self.lift_channels
         points = n * n
-        fft_y = w * n * 2.5 * n * math.log2(n)  # rfft along y, all rows, w channels
-        fft_x = w * m * 5 * n * math.log2(n)  # complex fft along x on the m kept columns
+        p = n + padded_points(n, self.padding)  # the Fourier layers' grid
+        fft_y = w * p * 2.5 * p * math.log2(p)  # rfft along y, all rows, w channels
+        fft_x = w * m * 5 * p * math.log2(p)  # complex fft along x on the m kept columns
         return {
             "lift": 2 * c * w * points,
             "spectral_contraction": self.layers * 8 * (2 * m * m) * w * w,
             "fft": self.layers * 2 * (fft_y + fft_x),  # forward and inverse
-            "skip": self.layers * 2 * w * w * points,
+            "skip": self.layers * 2 * w * w * p * p,
             "projection": (2 * w * 2 * w + 2 * 2 * w * self.out_channels) * points,
         }
 
@@ -241,26 +256,83 @@ class FNOConfig:
         return sum(self.flop_breakdown(resolution).values())
 
 
+def check_padding(padding: float) -> float:
+    """``padding`` if it is a fraction in [0, 1), else ValueError naming the field."""
+    if isinstance(padding, bool) or not isinstance(padding, int | float) or not 0 <= padding < 1:
+        raise ValueError(f"padding must be a fraction in [0, 1) of each axis, got {padding!r}")
+    return float(padding)
+
+
+def padded_points(n: int, padding: float) -> int:
+    """Points domain padding adds to an axis of n points: round(padding * n)."""
+    return round(padding * n)
+
+
+@functools.lru_cache(maxsize=32)
+def _coordinates(nx: int, ny: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(1, 2, nx, ny): x and y in [0, 1] (both ends on the grid), made once per grid."""
+    with torch.inference_mode(False):  # a cached constant must serve training too
+        x = torch.linspace(0, 1, nx, dtype=dtype, device=device)
+        y = torch.linspace(0, 1, ny, dtype=dtype, device=device)
+        return torch.stack(torch.meshgrid(x, y, indexing="ij"))[None]
+
+
 class FNO2d(nn.Module):
     """Fourier Neural Operator: lift -> ``layers`` Fourier layers -> projection.
 
     forward: (batch, in_channels, x, y) -> (batch, out_channels, x, y), float32.
-    Works at any resolution with at least ``2 * modes`` points per axis.
+    Works at any resolution with at least ``2 * modes`` points per axis (after padding).
+    With ``coords``, x and y are appended to the input before the lift; with ``padding``,
+    the lifted field is zero-padded on the high side of each axis before the Fourier
+    layers and cropped back before the projection.
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int = 1, width: int = 32, modes: int = 8, layers: int = 4
+        self,
+        in_channels: int,
+        out_channels: int = 1,
+        width: int = 32,
+        modes: int = 8,
+        layers: int = 4,
+        padding: float = 0.0,
+        coords: bool = False,
     ) -> None:
         super().__init__()
-        self.config = FNOConfig(in_channels, out_channels, width, modes, layers)
-        self.lift = Pointwise(in_channels, width)
+        self.config = FNOConfig(in_channels, out_channels, width, modes, layers, padding, coords)
+        self.lift = Pointwise(self.config.lift_channels, width)
         self.fourier = nn.ModuleList(FourierLayer(width, modes, activation=i < layers - 1) for i in range(layers))
         self.project_hidden = Pointwise(width, 2 * width)
         self.project_out = Pointwise(2 * width, out_channels)
 
     @classmethod
     def from_config(cls, config: FNOConfig) -> FNO2d:
-        return cls(config.in_channels, config.out_channels, config.width, config.modes, config.layers)
+        return cls(
+            config.in_channels,
+            config.out_channels,
+            config.width,
+            config.modes,
+            config.layers,
+            config.padding,
+            config.coords,
+        )
+
+    def adapt_channels(self, in_channels: int, out_channels: int, seed: int) -> tuple[str, ...]:
+        """Fit the model to another channel layout: a lifting layer for ``in_channels`` and/or
+        an output projection for ``out_channels``, freshly initialised (from ``seed``; the
+        global random state is left as it was) where the counts differ; the Fourier layers
+        are kept. Returns the replaced parts: ("lift",), ("projection",), both or ()."""
+        replaced = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if in_channels != self.config.in_channels:
+                self.config = dataclasses.replace(self.config, in_channels=in_channels)
+                self.lift = Pointwise(self.config.lift_channels, self.config.width).to(self.lift.weight.device)
+                replaced.append("lift")
+            if out_channels != self.config.out_channels:
+                self.config = dataclasses.replace(self.config, out_channels=out_channels)
+                self.project_out = Pointwise(2 * self.config.width, out_channels).to(self.project_out.weight.device)
+                replaced.append("projection")
+        return tuple(replaced)
 
     def trainable_parts(self, strategy: str) -> list[nn.Module]:
         """The modules a fine-tuning ``strategy`` trains (``fno.vocabulary.FINETUNE_STRATEGIES``)."""
@@ -286,8 +358,17 @@ class FNO2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:
             raise ValueError(f"input must have shape (batch, {self.config.in_channels}, x, y), got {tuple(x.shape)}")
-        check_modes(self.config.modes, x.shape[-2], x.shape[-1])
+        nx, ny = x.shape[-2:]
+        px, py = padded_points(nx, self.config.padding), padded_points(ny, self.config.padding)
+        check_modes(self.config.modes, nx + px, ny + py)
+        if self.config.coords:
+            grid = _coordinates(nx, ny, x.dtype, x.device).expand(x.shape[0], -1, -1, -1)
+            x = torch.cat([x, grid], dim=1)
         h = self.lift(x)  # (B, W, X, Y)
+        if px or py:
+            h = F.pad(h, (0, py, 0, px))  # zeros after the last point of each axis
         for layer in self.fourier:
             h = layer(h)
+        if px or py:
+            h = h[..., :nx, :ny].contiguous()
         return self.project_out(F.gelu(self.project_hidden(h)))  # (B, out, X, Y)

@@ -61,6 +61,16 @@ SCHEMA = pa.schema(
         ("data_seed", pa.int64()),  # which data (train, validation and test sets) the trial used
         ("pretrained_key", pa.string()),  # "" where the trial starts from a random init
         ("pretrain_family", pa.string()),  # "" likewise
+        # A user's dataset as the family (fno.data.external): the SHA-256 of its files (a changed
+        # file is other data, never pooled with the old), and how its val and test sets were
+        # made; "" for a built-in family.
+        ("dataset_digest", pa.string()),
+        ("split_rule", pa.string()),
+        ("grid_h", pa.int64()),  # the training grid: points along x (axis -2) and y; 0 in older tables
+        ("grid_w", pa.int64()),  # (there: resolution x resolution)
+        ("padding", pa.float64()),  # the model's domain padding, a fraction of each axis
+        ("coords", pa.bool_()),  # the model read x and y as two more input channels
+        ("adapted_layers", pa.string()),  # replaced to fit the data's channels: lift, projection, both or ""
         ("val_rel_l2", pa.float64()),  # best validation error
         ("test_rel_l2", pa.float64()),  # test error of the best-validation checkpoint
         ("mean_field_rel_l2", pa.float64()),  # test error of predicting the training targets' mean; NaN if none
@@ -123,6 +133,13 @@ ADDED_COLUMNS: dict[str, Any] = {
     "ray_version": "",
     "failure": "",
     "resumed_step": 0,
+    "dataset_digest": "",
+    "split_rule": "",
+    "grid_h": 0,
+    "grid_w": 0,
+    "padding": 0.0,
+    "coords": False,
+    "adapted_layers": "",
 }
 # Why a trial failed, as its row's ``failure`` says:
 # - infrastructure: its worker or node died (preemption, a lost node, a killed actor) more

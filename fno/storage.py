@@ -12,6 +12,10 @@ read, write whole, delete. Writes are whole or absent, on both kinds:
 Credentials and endpoints come from each store's usual environment and files
 (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, ``~/.aws``, ``GOOGLE_APPLICATION_CREDENTIALS``,
 instance roles ...), read by pyarrow, never from flags; they appear in no message.
+
+An S3 store that does not answer fails within about 10 s (S3_CONNECT_TIMEOUT_S and
+S3_MAX_ATTEMPTS, where pyarrow's own defaults retried for minutes); messages name the
+endpoint (``describe_endpoint``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ import pyarrow.fs as pafs
 from fno.atomic import Writer, atomic_write
 
 URI_PATTERN = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://(.*)$")
+# S3 requests: a connection not made in this long fails, and a request is tried this many
+# times (AWS's standard retry, with backoff). pyarrow's defaults retried a store that
+# accepts connections and never answers for about 100 s; these take about 11 s.
+S3_CONNECT_TIMEOUT_S = 5.0
+S3_MAX_ATTEMPTS = 3
 
 
 class StorageError(ValueError):
@@ -43,7 +52,8 @@ def is_uri(text: str) -> bool:
 def _remote_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """pyarrow's filesystem for ``uri`` and the path inside it; fsspec's for schemes pyarrow lacks."""
     try:
-        return pafs.FileSystem.from_uri(uri)
+        filesystem, path = pafs.FileSystem.from_uri(uri)
+        return _bounded(filesystem), path
     except ValueError as err:  # pyarrow's ArrowInvalid: a scheme it does not know
         arrow_error = err
     except OSError as err:  # a scheme it knows, a store it cannot reach (network, region, credentials)
@@ -58,6 +68,36 @@ def _remote_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     except (ImportError, ValueError) as err:
         raise StorageError(f"{uri}: neither pyarrow ({arrow_error}) nor fsspec ({err}) opens {scheme}://") from None
     return pafs.PyFileSystem(pafs.FSSpecHandler(filesystem)), filesystem._strip_protocol(uri)
+
+
+def _bounded(filesystem: pafs.FileSystem) -> pafs.FileSystem:
+    """``filesystem`` with a connect timeout and a bounded retry (S3; others as they are)."""
+    if not isinstance(filesystem, pafs.S3FileSystem):
+        return filesystem
+    _, (options,) = filesystem.__reduce__()  # the options from_uri resolved (region, endpoint ...)
+    if options.get("connect_timeout", -1) <= 0:
+        options["connect_timeout"] = S3_CONNECT_TIMEOUT_S
+    options = {k: v for k, v in options.items() if not (isinstance(v, float) and v < 0)}  # -1: pyarrow's default
+    return pafs.S3FileSystem(**options, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=S3_MAX_ATTEMPTS))
+
+
+def describe_endpoint(where: Location) -> str:
+    """Where an object-store location's requests go, for messages (``endpoint
+    http://127.0.0.1:9000``, ``AWS's endpoint for region us-east-1``); "" for a local path
+    or a store that does not say."""
+    if where.is_local:
+        return ""
+    try:
+        filesystem, _ = where.filesystem()
+    except StorageError:
+        return ""
+    if not isinstance(filesystem, pafs.S3FileSystem):
+        return ""
+    _, (options,) = filesystem.__reduce__()
+    if options.get("endpoint_override"):
+        source = " (AWS_ENDPOINT_URL)" if os.environ.get("AWS_ENDPOINT_URL") else ""
+        return f"endpoint {options['endpoint_override']}{source}"
+    return f"AWS's endpoint for region {options.get('region') or 'us-east-1'}"
 
 
 class Location:

@@ -39,14 +39,16 @@ import torch.nn.functional as F
 from fno.checks import check_choice, check_int
 from fno.config import check_known_fields, load_toml, parse_overrides
 from fno.data import MIN_RESOLUTION, DatasetSpec, Fields, Normalization, load_fields
+from fno.data.external import DEFAULT_COORDS, DEFAULT_PADDING, ExternalDataset, load_split
 from fno.metrics import band_errors, relative_l2, summarize
-from fno.model import FNO2d, FNOConfig, check_modes
+from fno.model import FNO2d, FNOConfig, check_modes, check_padding
 from fno.provenance import code_version, library_versions, source_digest
 from fno.storage import Location, location
 from fno.vocabulary import FINETUNE_STRATEGIES, PRETRAINED_MODES, RANDOM_INIT_MODES, TRAINING_MODES
 
 CHECKPOINT_FORMAT = "fno-scaling-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the model config records padding and coords
+READABLE_CHECKPOINT_VERSIONS = (1, 2)  # version 1 reads as padding 0, no coordinates
 
 Report = Callable[[int, float, float, float], None]  # (step, epoch, train_loss, val_rel_l2)
 RESUME_FORMAT = "fno-scaling-resume"
@@ -119,7 +121,19 @@ class TrialConfig:
     finetune_strategy: str = "full"
     # Test resolutions besides ``resolution`` (always evaluated): the model trained at
     # ``resolution`` is tested on the same test samples sampled on each of these grids.
+    # For a dataset: labels of its test_resolutions (test sets of their own).
     eval_resolutions: tuple[int, ...] = ()
+    # A dataset of the user's (fno.data.external): the record of the checked dataset
+    # (ExternalDataset.to_dict(), with its digest and grid); family is then its name,
+    # param_range a range of its param (None: every sample) and resolution its grid's
+    # larger side. None: a built-in family.
+    dataset: Any = None
+    # The model's domain padding (a fraction of each axis) and coordinate channels (pretrain
+    # and scratch; finetune and zeroshot take them from the checkpoint). None: the default
+    # for the data, DEFAULT_PADDING and DEFAULT_COORDS for a dataset, none for the
+    # periodic built-in families.
+    padding: float | None = None
+    coords: bool | None = None
     # Execution.
     device: str = "auto"  # auto: cuda if available, else cpu
     threads: int | None = None  # CPU threads for this trial; None leaves torch's default
@@ -145,7 +159,9 @@ class TrialConfig:
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError(f"need lr > 0 and weight_decay >= 0, got lr={self.lr}, weight_decay={self.weight_decay}")
+            if self.lr <= 0:
+                raise ValueError(f"lr must be > 0, got {self.lr!r}")
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.mode in RANDOM_INIT_MODES and self.pretrained:
             raise ValueError(f"mode {self.mode} starts from a random init; pretrained must be unset")
         if self.threads is not None:
@@ -161,21 +177,98 @@ class TrialConfig:
                 torch.device(self.device)
             except RuntimeError:
                 raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}") from None
+        self._check_dataset()  # before the grid checks: a dataset sets the grid
         self._check_eval_resolutions()
         if self.mode in RANDOM_INIT_MODES:
-            check_modes(self.modes, self.resolution, self.resolution)
+            check_modes(self.modes, *self.grid)
             for resolution in self.eval_resolutions:
                 try:
-                    check_modes(self.modes, resolution, resolution)
+                    check_modes(self.modes, *self.grid_at(resolution))
                 except ValueError as err:
                     raise ValueError(f"eval_resolutions: {err}") from None
-        self.data_spec("train")  # validates family, param_range, channels
+        if self.dataset is None:
+            self.data_spec("train")  # validates family, param_range, channels
+
+    def _check_dataset(self) -> None:
+        """Validate ``dataset`` (kept as its plain record) and resolve padding and coords."""
+        external = self.dataset is not None
+        if external:
+            ds = self.dataset if isinstance(self.dataset, ExternalDataset) else None
+            if ds is None:
+                if not isinstance(self.dataset, Mapping):
+                    raise ValueError(f"dataset must be a checked dataset's record (a table), got {self.dataset!r}")
+                ds = ExternalDataset.from_record(self.dataset)
+            if not ds.checked:
+                raise ValueError(f"dataset {ds.name}: a trial needs the checked record (fno.data.external.check)")
+            if self.family != ds.name:
+                raise ValueError(f"family must be the dataset's name {ds.name!r}, got {self.family!r}")
+            if self.channels != "native":
+                raise ValueError(f"channels applies to the built-in families; dataset {ds.name} keeps its own")
+            if self.param_range is not None:
+                if ds.param is None:
+                    raise ValueError(f"param_range: dataset {ds.name} has no param to select samples by; leave it out")
+                try:
+                    lo, hi = (float(v) for v in self.param_range)
+                except (TypeError, ValueError):
+                    raise ValueError(f"param_range must be a pair [lo, hi], got {self.param_range!r}") from None
+                if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+                    raise ValueError(f"param_range must be finite with lo <= hi, got [{lo}, {hi}]")
+                object.__setattr__(self, "param_range", (lo, hi))
+            object.__setattr__(self, "dataset", ds.to_dict())
+            object.__setattr__(self, "resolution", ds.resolution)
+        padding = (DEFAULT_PADDING if external else 0.0) if self.padding is None else self.padding
+        object.__setattr__(self, "padding", check_padding(padding))
+        coords = (DEFAULT_COORDS if external else False) if self.coords is None else self.coords
+        if not isinstance(coords, bool):
+            raise ValueError(f"coords must be true or false, got {coords!r}")
+        object.__setattr__(self, "coords", coords)
+
+    @property
+    def external(self) -> ExternalDataset | None:
+        """The dataset of a dataset trial; None for a built-in family."""
+        return None if self.dataset is None else ExternalDataset.from_record(self.dataset)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(H, W) of the training grid."""
+        return tuple(self.dataset["grid"]) if self.dataset is not None else (self.resolution, self.resolution)
+
+    def grid_at(self, resolution: int) -> tuple[int, int]:
+        """(H, W) of the test grid labelled ``resolution``."""
+        if self.dataset is None:
+            return (resolution, resolution)
+        if resolution == self.resolution:
+            return self.grid
+        return tuple(self.dataset["test_grids"][str(resolution)])
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels of the data (the model's in_channels)."""
+        if self.dataset is not None:
+            return len(self.dataset["channel_names"])
+        return len(self.data_spec("train").channel_names)
+
+    @property
+    def param_bounds(self) -> tuple[float, float]:
+        """(lo, hi) of the data's parameter range; NaN for the mixture and a dataset's every sample."""
+        if self.dataset is not None:
+            return tuple(self.param_range) if self.param_range is not None else (math.nan, math.nan)
+        return self.data_spec("train").ranges if self.family != "mixture" else (math.nan, math.nan)
 
     def _check_eval_resolutions(self) -> None:
         value = self.eval_resolutions
         if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
             raise ValueError(f"eval_resolutions must be a list of grid sizes, got {value!r}")
         object.__setattr__(self, "eval_resolutions", tuple(value))
+        if self.dataset is not None:
+            offered = sorted(int(k) for k in self.dataset["test_resolutions"])
+            extra = [r for r in self.eval_resolutions if r not in offered and r != self.resolution]
+            if extra:
+                raise ValueError(
+                    f"eval_resolutions {extra}: dataset {self.family} has test sets at {offered or 'none'} (its "
+                    "test_resolutions) besides its own grid"
+                )
+            return
         for resolution in self.eval_resolutions:
             if (
                 isinstance(resolution, bool)
@@ -250,13 +343,18 @@ class TrialConfig:
 
     def data_spec(self, split: str, resolution: int | None = None) -> DatasetSpec:
         """The spec of a split, on the training grid or on ``resolution`` (same samples)."""
+        if self.dataset is not None:
+            raise ValueError(f"{self.family} is a dataset, not a built-in family: it has no DatasetSpec")
         n = {"train": self.n_train, "val": self.n_val, "test": self.n_test}[split]
         grid = self.resolution if resolution is None else resolution
         return DatasetSpec(self.family, self.param_range, n, grid, self.data_seed, split, self.channels)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        out["param_range"] = self.data_spec("train").stream()["param_range"]
+        if self.dataset is None:
+            out["param_range"] = self.data_spec("train").stream()["param_range"]
+        elif self.param_range is not None:
+            out["param_range"] = list(self.param_range)
         out["eval_resolutions"] = list(self.eval_resolutions)  # lists, like TOML's (Tune logs no tuples)
         return out
 
@@ -318,6 +416,17 @@ class TrialResult:
     error: str = ""
     checkpoint: str = ""
     resumed_step: int = 0  # the step this run resumed from (TrialControl.resume_path); 0 from the start
+    # The data and the model's input side (``data_columns``): a dataset's content digest
+    # ("" for a built-in family), the training grid, how a dataset's splits were made,
+    # the model's padding and coordinates, and the layers a fine-tune replaced to fit
+    # the data's channels ("lift", "projection", "lift,projection" or "").
+    dataset_digest: str = ""
+    grid_h: int = 0
+    grid_w: int = 0
+    split_rule: str = ""
+    padding: float = 0.0
+    coords: bool = False
+    adapted_layers: str = ""
     # The test error (rel L2, training resolution) of predicting every test sample by the mean
     # of the training targets: a trivial predictor the model must beat (predicting zero
     # scores 1.0). NaN for zero-shot, which has no training set of its own.
@@ -350,7 +459,9 @@ def save_checkpoint(
         "model_config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "normalization": norm.to_dict(),
-        "data_spec": config.data_spec("train").to_dict(),
+        "data_spec": config.data_spec("train").to_dict()
+        if config.dataset is None
+        else {"family": config.family, "dataset": config.dataset, "param_range": config.to_dict()["param_range"]},
         "trial_config": config.to_dict(),
         **extra,
     }
@@ -369,9 +480,10 @@ def load_checkpoint(path: str | os.PathLike | Location) -> tuple[FNO2d, Normaliz
         raise ValueError(f"{path} is not a readable checkpoint: {type(err).__name__}: {err}") from err
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an fno-scaling checkpoint")
-    if checkpoint.get("version") != CHECKPOINT_VERSION:
+    if checkpoint.get("version") not in READABLE_CHECKPOINT_VERSIONS:
         raise ValueError(
-            f"{path}: checkpoint version {checkpoint.get('version')}, this code reads {CHECKPOINT_VERSION}"
+            f"{path}: checkpoint version {checkpoint.get('version')}, this code reads "
+            f"{', '.join(map(str, READABLE_CHECKPOINT_VERSIONS))}"
         )
     model = FNO2d.from_config(FNOConfig(**checkpoint["model_config"]))
     model.load_state_dict(checkpoint["state_dict"])
@@ -388,6 +500,52 @@ def check_compatible(norm: Normalization, model: FNO2d, fields: Fields, path: st
             f"the downstream data has {list(have)} ({len(have)}){hint}"
         )
     check_modes(model.config.modes, *fields.source.shape[-2:])
+
+
+def check_layout(norm: Normalization, model: FNO2d, fields: Fields, path: str) -> None:
+    """Refuse data whose channel counts the pre-trained model cannot read as it is (zero-shot
+    across datasets: the layouts must match; a sweep plans it only where they do)."""
+    want, have = (model.config.in_channels, model.config.out_channels), (len(fields.channel_names), fields.out_channels)
+    if want != have:
+        raise ValueError(
+            f"checkpoint {path} reads {want[0]} input and writes {want[1]} output channels; the data has {have[0]} "
+            f"and {have[1]}: zero-shot needs matching layouts (fine-tune instead: it replaces the lift or projection)"
+        )
+    check_modes(model.config.modes, *fields.source.shape[-2:])
+
+
+def adapt_to(model: FNO2d, norm: Normalization, train: Fields, seed: int) -> tuple[Normalization, str]:
+    """Fit a pre-trained model to ``train``'s channel layout for fine-tuning: a fresh lifting
+    layer where the input channels differ in count, a fresh output projection where the
+    output channels do (``FNO2d.adapt_channels``, seeded), the Fourier layers kept. The
+    normalisation of a replaced side is refitted on ``train``; the other side keeps the
+    checkpoint's, which its weights were trained with. Returns (normalisation, the
+    replaced layers as "lift", "projection", "lift,projection" or "")."""
+    replaced = model.adapt_channels(len(train.channel_names), train.out_channels, seed)
+    if replaced:
+        fitted = Normalization.fit(train)
+        if "lift" in replaced:
+            norm = norm.with_inputs_of(fitted)
+        if "projection" in replaced:
+            norm = norm.with_targets_of(fitted)
+    check_modes(model.config.modes, *train.source.shape[-2:])
+    return norm, ",".join(replaced)
+
+
+def data_columns(config: TrialConfig) -> dict[str, Any]:
+    """The results columns (fno.results.SCHEMA) that describe a trial's data and the model's
+    input side, as planned (a finished trial's result replaces padding, coords and
+    adapted_layers by the model's own)."""
+    ds = config.dataset
+    return {
+        "dataset_digest": ds["digest"] if ds else "",
+        "grid_h": config.grid[0],
+        "grid_w": config.grid[1],
+        "split_rule": ds["split_rule"] if ds else "",
+        "padding": config.padding,
+        "coords": config.coords,
+        "adapted_layers": "",
+    }
 
 
 # ----------------------------------------------------------------------- training
@@ -542,33 +700,60 @@ class _Prepared:
     train: Fields | None
     val: Fields | None
     tests: dict[int, Fields]  # resolution -> the test set on that grid, the training one first
+    adapted_layers: str = ""  # what a fine-tune replaced to fit the data's channels (adapt_to)
 
     @property
     def device(self) -> torch.device:
         return next(iter(self.tests.values())).source.device
 
 
+def load_data(
+    config: TrialConfig, split: str, resolution: int | None = None, device: torch.device | None = None
+) -> Fields:
+    """A split of the trial's data (a built-in family's through the cache, a dataset's
+    samples read from its files), on the training grid or the test grid ``resolution``."""
+    if config.dataset is None:
+        return load_fields(config.data_spec(split, resolution), device=device)
+    fields = load_split(
+        config.dataset, split, config.n_train, config.n_val, config.n_test, config.data_seed, config.param_range,
+        resolution,
+    )  # fmt: skip
+    return fields.to(device) if device is not None else fields
+
+
 def _prepare(config: TrialConfig, device: torch.device) -> _Prepared:
     """Phase 1: the checkpoint (read first: a bad one fails before any data is made), the
-    data, the normalisation (fitted on the host) and the model, on ``device``."""
+    data, the normalisation (fitted on the host) and the model, on ``device``. Where the
+    checkpoint or the data is a dataset's, channel layouts are matched by count, and a
+    fine-tune adapts the model to the data's (``adapt_to``)."""
+    external = config.dataset is not None
     if config.mode in PRETRAINED_MODES:
-        model, norm, _ = load_checkpoint(config.pretrained)
+        model, norm, checkpoint = load_checkpoint(config.pretrained)
+        external = external or (checkpoint.get("trial_config") or {}).get("dataset") is not None
         for resolution in config.test_resolutions:  # before any data is made
-            check_modes(model.config.modes, resolution, resolution)
-    tests = {r: load_fields(config.data_spec("test", r), device=device) for r in config.test_resolutions}
+            check_modes(model.config.modes, *config.grid_at(resolution))
+    tests = {r: load_data(config, "test", r, device) for r in config.test_resolutions}
     if config.mode == "zeroshot":
-        check_compatible(norm, model, tests[config.resolution], config.pretrained)
+        check = check_layout if external else check_compatible
+        check(norm, model, tests[config.resolution], config.pretrained)
         return _Prepared(model.to(device), norm, None, None, tests)
-    train = load_fields(config.data_spec("train"))  # on the host: normalisation is fitted there
-    val = load_fields(config.data_spec("val"), device=device)
+    train = load_data(config, "train")  # on the host: normalisation is fitted there
+    val = load_data(config, "val", device=device)
+    adapted = ""
     if config.mode == "finetune":
-        check_compatible(norm, model, train, config.pretrained)
+        if external:
+            norm, adapted = adapt_to(model, norm, train, config.seed)
+        else:
+            check_compatible(norm, model, train, config.pretrained)
         model.freeze_for(config.finetune_strategy)
     else:
         norm = Normalization.fit(train)
         torch.manual_seed(config.seed)
-        model = FNO2d(len(train.channel_names), 1, config.width, config.modes, config.layers)
-    return _Prepared(model.to(device), norm, train.to(device), val, tests)
+        model = FNO2d(
+            len(train.channel_names), train.out_channels, config.width, config.modes, config.layers, config.padding,
+            config.coords,
+        )  # fmt: skip
+    return _Prepared(model.to(device), norm, train.to(device), val, tests, adapted)
 
 
 @dataclass
@@ -776,6 +961,10 @@ def _run_trial(
         "code_version": code_version(),
         "source_digest": source_digest(),
         **library_versions(),
+        **data_columns(config),
+        "padding": run.model.config.padding,  # the model's own (a checkpoint's for finetune and zeroshot)
+        "coords": run.model.config.coords,
+        "adapted_layers": run.adapted_layers,
     }
     if config.mode == "zeroshot":
         evaluations = test_metrics(run.model, run.norm, run.tests, config.batch_size, autocast)
@@ -849,12 +1038,44 @@ CLI_FIELDS: dict[str, type] = {
 }
 
 
+def dataset_fields(fields: Mapping[str, Any], datasets: Path | None, shift: str | None) -> dict[str, Any]:
+    """The TrialConfig fields that make ``fields`` a dataset trial: where ``family`` names a
+    dataset of the TOML file ``datasets``, its checked record (and with ``shift`` that
+    shift's param range); {} for a built-in family."""
+    from fno.data.external import Plan, check
+    from fno.physics.families import FAMILIES
+
+    family = fields.get("family", "poisson")
+    tables = load_toml(datasets).get("datasets", {}) if datasets is not None else {}
+    if family not in tables:
+        if shift is not None:
+            raise ValueError(f"--shift applies to a dataset; {family} is not one of --datasets {datasets}")
+        if datasets is not None and family not in FAMILIES:
+            raise ValueError(f"--family {family}: no [datasets.{family}] in {datasets} (it has {sorted(tables)})")
+        return {}
+    ds = ExternalDataset.from_dict(family, tables[family])
+    defaults = TrialConfig.__dataclass_fields__
+    plan = Plan(*(int(fields.get(k, defaults[k].default)) for k in ("n_train", "n_val", "n_test")),
+                shifts=(shift or ds.shift_names[0],), data_seeds=(int(fields.get("data_seed", 0)),))  # fmt: skip
+    checked = check(ds, plan)
+    out: dict[str, Any] = {"dataset": checked.to_dict()}
+    if "param_range" not in fields:
+        out["param_range"] = checked.shift_range(shift or checked.shift_names[0])
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fno.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, help="TOML file of TrialConfig fields")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one field")
     for name, kind in CLI_FIELDS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind)
+    parser.add_argument(
+        "--datasets",
+        type=Path,
+        help="TOML file with [datasets.NAME] tables (a preset works): --family NAME then trains on that dataset",
+    )
+    parser.add_argument("--shift", help="a dataset's shift (its shifts table): the param range to use")
     parser.add_argument("--out", type=Path, required=True, help="folder for result.json and checkpoint.pt")
     args = parser.parse_args(argv)
     try:
@@ -866,6 +1087,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if value is not None:
                 fields[name] = value
         fields.update(parse_overrides(args.set))
+        fields.update(dataset_fields(fields, args.datasets, args.shift))
         config = TrialConfig.from_dict(fields)
         config.check_checkpoint()
     except (ValueError, OSError) as err:

@@ -5,11 +5,21 @@ on (Ray 2.60's default); its workers import the installed packages. ``--cluster`
 an existing cluster and ships the driver's copies of the three packages (fno,
 fno_sweeps, fno_analysis) to the workers through Ray's runtime environment, so that
 workers need the dependencies installed, not this project.
+
+Everything that can be checked before Ray starts is checked here first, before any
+folder is created: the flags against each other (``check_flags``), the local machine
+against the resources a trial asks for (``check_local_resources``) and, with
+``--cluster``, that a head answers at the address (``check_cluster``). Messages name
+the command as the user ran it (``invocation``): ``fno-sweep`` from the installed
+console script, ``python sweeps/scaling.py`` from a checkout.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import math
 import os
 import shlex
 import shutil
@@ -17,11 +27,12 @@ import socket
 import sys
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from fno.config import TOMLDecodeError, parse_value
 from fno.provenance import check_one_source
-from fno.storage import Location, location, open_location
+from fno.storage import Location, describe_endpoint, location, open_location
 from fno_sweeps.runner import RunSettings
 
 
@@ -87,7 +98,7 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--num-cpus", type=int, default=None, help="local Ray: CPUs to use (default: all)")
     p.add_argument("--num-gpus", type=int, default=None, help="local Ray: GPUs to offer (default: those it detects)")
-    p.add_argument("--dashboard-host", default="127.0.0.1", help="local Ray dashboard bind address")
+    p.add_argument("--dashboard-host", default=None, help="local Ray dashboard bind address (default 127.0.0.1)")
     p.add_argument("--no-dashboard", action="store_true", help="local Ray without the dashboard")
     p.add_argument(
         "--metrics-port",
@@ -105,11 +116,106 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", type=int, default=0, help="Ray Tune's own console output level (0-3)")
 
 
+# Each entry point: its path in a checkout, its console script, its module.
+ENTRY_POINTS = {
+    "sweeps/scaling.py": ("fno-sweep", "fno_sweeps.scaling"),
+    "sweeps/hpo.py": ("fno-hpo", "fno_sweeps.hpo"),
+}
+
+
+def invocation(script: str) -> list[str]:
+    """The words that start the entry point ``script`` (a key of ENTRY_POINTS) the way
+    this process was started: ``["fno-sweep"]`` from the installed console script,
+    ``["python", "sweeps/scaling.py"]`` (the path as typed) from a checkout,
+    ``["python", "-m", "fno_sweeps.scaling"]`` as a module; the console script when
+    called in-process (tests, other drivers), which every installation has."""
+    console, module = ENTRY_POINTS[script]
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name == module:
+        return [_python(), "-m", module]
+    argv0 = sys.argv[0] if sys.argv else ""
+    name = Path(argv0).name
+    if name == Path(script).name:
+        return [_python(), argv0]
+    return [console]
+
+
+def _python() -> str:
+    """``python`` where that is this interpreter on the PATH, else this interpreter's path."""
+    found = shutil.which("python")
+    try:
+        same = found is not None and os.path.samefile(found, sys.executable)
+    except OSError:
+        same = False
+    return "python" if same else sys.executable
+
+
+def prog(script: str) -> str:
+    """argparse's ``prog`` for ``script``: how the user started it (``invocation``)."""
+    return shlex.join(invocation(script))
+
+
 def continue_command(script: str, argv: Sequence[str] | None = None) -> str:
     """The command line that continues a sweep or search: the same one (``argv``, default
-    this process's arguments) run with ``script``."""
+    this process's arguments) started as this process was (``invocation``), shell-quoted."""
     args = sys.argv[1:] if argv is None else list(argv)
-    return shlex.join(["python", script, *args])
+    return shlex.join([*invocation(script), *args])
+
+
+def refuse(prog_name: str, message: str) -> int:
+    """Print ``message`` as argparse prints its errors (``PROG: error: ...``, without the
+    usage) and return the exit status 2, for refusals found after parsing."""
+    print(f"{prog_name}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def parse_checked(parser: argparse.ArgumentParser, argv: Sequence[str] | None, check: Callable) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, then ``check(args)``: a ValueError it raises is a usage
+    error, reported through argparse (usage, ``PROG: error: ...``, exit status 2)."""
+    args = parser.parse_args(argv)
+    try:
+        check(args)
+    except ValueError as err:
+        parser.error(str(err))
+    return args
+
+
+STRUCTURED_STARTS = ("[", "{", '"', "'")  # a --set value that begins so is meant as TOML/JSON
+
+
+def parse_set_flags(items: Sequence[str]) -> dict:
+    """``--set KEY=VALUE`` flags as a dict of dotted keys to values. A value is read as
+    TOML (numbers, booleans, arrays, strings), else as JSON, else taken as a plain
+    string; one that starts like an array, a table or a quoted string and parses as
+    neither is a parse error naming the flag (``--set n_train=[2,``)."""
+    out: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key, text = key.strip(), text.strip()
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        value = parse_value(text)
+        if isinstance(value, str) and text.startswith(STRUCTURED_STARTS):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError(f"--set {item}: not a valid TOML/JSON value: {_toml_error(text)}") from None
+        out[key] = value
+    return out
+
+
+def _toml_error(text: str) -> str:
+    """The TOML parser's complaint about ``text`` as a value, without its position (which
+    counts a prefix the user never typed)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        tomllib.loads(f"v = {text}")
+    except TOMLDecodeError as err:
+        return str(err).split(" (at ")[0]
+    return "not a value"
 
 
 def destination_flag(args: argparse.Namespace) -> str:
@@ -119,25 +225,56 @@ def destination_flag(args: argparse.Namespace) -> str:
 
 def output_base(args: argparse.Namespace) -> Location:
     """Where sweeps go: --storage on a cluster, else --out (a folder, or an object-store
-    URI such as s3://bucket/prefix); checks the execution flags first."""
+    URI such as s3://bucket/prefix); checks the execution flags first (``check_flags``)."""
+    check_flags(args)
     flag = destination_flag(args)
-    raw = args.storage if args.storage else str(args.out)
+    raw = args.storage if args.storage else str(args.out or "out")
     base = open_location(raw, flag)  # on the text: Path() would collapse s3://b/p to s3:/b/p, a local folder
     if in_ray_job() and base.is_local and not base.local.is_absolute():
         raise ValueError(
             f"{flag} {raw}: inside a Ray Job the working directory is a temporary copy that Ray deletes when the job "
             "ends; pass an absolute folder (every node's, with --storage on a cluster)"
         )
+    if args.gpus_per_trial is None and args.gpu_memory_gib is None:
+        args.gpu_memory_gib = _local_gpu_memory_gib()
+    return base
+
+
+LOCAL_RAY_FLAGS = (  # (attribute, flag): they configure the Ray instance a local run starts
+    ("num_cpus", "--num-cpus"),
+    ("num_gpus", "--num-gpus"),
+    ("dashboard_host", "--dashboard-host"),
+    ("no_dashboard", "--no-dashboard"),
+    ("metrics_port", "--metrics-port"),
+)
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuse flags out of range, that contradict each other or that would do nothing
+    (ValueError naming them and what is allowed); reads nothing but the flags."""
     gpus = args.gpus_per_trial
-    if args.cpus_per_trial <= 0 or (gpus is not None and gpus < 0) or args.max_retries < 0:
-        raise ValueError("need --cpus-per-trial > 0, --gpus-per-trial >= 0 and --max-retries >= 0")
+    if not (math.isfinite(args.cpus_per_trial) and args.cpus_per_trial > 0):
+        raise ValueError(f"--cpus-per-trial must be a number > 0, got {args.cpus_per_trial:g}")
+    if gpus is not None and not (math.isfinite(gpus) and gpus >= 0):
+        raise ValueError(f"--gpus-per-trial must be 0, a share in (0, 1], 1 or auto; got {gpus:g}")
     if gpus is not None and gpus > 1:
         raise ValueError(
             f"--gpus-per-trial {gpus:g}: a trial trains on one GPU, so more would be reserved and never used; "
             "give a share in (0, 1], 1 or auto"
         )
-    if args.checkpoint_every <= 0:
+    if getattr(args, "throughput", None) is not None and not getattr(args, "dry_run", False):
+        raise ValueError(
+            f"--throughput {args.throughput:g} sets the rate a --dry-run's time estimate assumes; a run measures "
+            "its own: add --dry-run or drop it"
+        )
+    if args.max_retries < 0:
+        raise ValueError(f"--max-retries must be >= 0, got {args.max_retries}")
+    if not (math.isfinite(args.checkpoint_every) and args.checkpoint_every > 0):
         raise ValueError(f"--checkpoint-every must be > 0 seconds, got {args.checkpoint_every:g}")
+    if args.concurrency is not None and args.concurrency < 1:
+        raise ValueError(f"--concurrency must be at least 1, got {args.concurrency}")
+    if not 0 <= args.verbose <= 3:
+        raise ValueError(f"--verbose must be one of 0, 1, 2, 3 (Ray Tune's output level), got {args.verbose}")
     if args.autoscale and not (args.cluster and args.storage):
         raise ValueError(
             "--autoscale applies to --cluster and needs --storage (a folder every node sees, or a bucket URI): "
@@ -151,13 +288,94 @@ def output_base(args: argparse.Namespace) -> Location:
         raise ValueError(f"--device cpu with --gpus-per-trial {gpus or 'auto'}: the GPU would be reserved and unused")
     if gpus == 0 and (args.bf16 or args.tf32):
         raise ValueError("--bf16 and --tf32 apply to GPU trials; add --gpus-per-trial")
-    if gpus is None and args.gpu_memory_gib is None:
-        args.gpu_memory_gib = _local_gpu_memory_gib()
-    if args.gpu_memory_gib is not None and args.gpu_memory_gib <= 0:
-        raise ValueError(f"--gpu-memory-gib must be > 0, got {args.gpu_memory_gib}")
-    if args.concurrency is not None and args.concurrency < 1:
-        raise ValueError(f"--concurrency must be at least 1, got {args.concurrency}")
-    return base
+    if gpus == 0 and args.allow_cpu_fallback:
+        raise ValueError(
+            "--allow-cpu-fallback applies to GPU trials; without --gpus-per-trial every trial runs on a CPU"
+        )
+    if args.gpu_memory_gib is not None:
+        if gpus is not None:
+            raise ValueError(
+                f"--gpu-memory-gib applies to --gpus-per-trial auto (the memory rule picks each trial's share); with "
+                f"--gpus-per-trial {gpus:g} every trial's share is fixed: drop --gpu-memory-gib or use auto"
+            )
+        if not (math.isfinite(args.gpu_memory_gib) and args.gpu_memory_gib > 0):
+            raise ValueError(f"--gpu-memory-gib must be > 0, got {args.gpu_memory_gib:g}")
+    if getattr(args, "out", None) is not None and args.storage:
+        raise ValueError(f"--out {args.out} and --storage {args.storage} both name where results go; give one")
+    given = [flag for name, flag in LOCAL_RAY_FLAGS if getattr(args, name) not in (None, False)]
+    if args.cluster and given:
+        raise ValueError(
+            f"{', '.join(given)} configure the Ray instance a local run starts; with --cluster the cluster's own "
+            "nodes and head decide: drop them (or --cluster)"
+        )
+    if args.address is not None and not args.cluster:
+        raise ValueError(f"--address {args.address} applies to --cluster (joining a running cluster): add --cluster")
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise ValueError(f"--num-cpus must be at least 1, got {args.num_cpus}")
+    if args.num_gpus is not None and args.num_gpus < 0:
+        raise ValueError(f"--num-gpus must be >= 0, got {args.num_gpus}")
+    if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
+        raise ValueError(f"--metrics-port must be a port in 1..65535, got {args.metrics_port}")
+    if args.no_dashboard and args.dashboard_host is not None:
+        raise ValueError("--dashboard-host and --no-dashboard contradict each other: give one")
+
+
+def local_cpu_count() -> int:
+    """The CPUs this process may use: its CPU affinity, capped by a cgroup v2 quota
+    (a container's ``cpu.max``), as Ray counts them for a local instance."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.floor(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota
+    return count
+
+
+def local_gpu_count() -> int:
+    """The GPUs a local Ray instance would offer: those torch sees (CUDA_VISIBLE_DEVICES applies)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def check_local_resources(args: argparse.Namespace) -> None:
+    """Without --cluster, refuse a trial the local Ray instance could never run (more CPUs
+    than it offers, a GPU share where it has no GPU) before starting it."""
+    if args.cluster:
+        return
+    cpus = args.num_cpus if args.num_cpus is not None else local_cpu_count()
+    source = "--num-cpus" if args.num_cpus is not None else "this machine"
+    if args.cpus_per_trial > cpus:
+        raise ValueError(
+            f"--cpus-per-trial {args.cpus_per_trial:g}: a local run has {cpus} CPUs ({source}), so no trial could "
+            f"start; give --cpus-per-trial in (0, {cpus}], or --cluster for a larger machine"
+        )
+    gpus = args.gpus_per_trial
+    if gpus == 0:
+        return
+    offered = args.num_gpus if args.num_gpus is not None else local_gpu_count()
+    if offered == 0:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        seen = f"CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else "torch sees none"
+        why = "--num-gpus 0" if args.num_gpus is not None else f"this machine has no GPU ({seen})"
+        raise ValueError(
+            f"--gpus-per-trial {'auto' if gpus is None else f'{gpus:g}'}: a local run has no GPU to give ({why}); "
+            "run on the CPU (--gpus-per-trial 0, the default), or join a cluster with GPUs (--cluster)"
+        )
+
+
+def check_cluster(args: argparse.Namespace) -> None:
+    """With --cluster: a head answers at the address, and one version of the code is
+    shipped to the workers; checked before Ray starts and before any folder is created."""
+    if not args.cluster:
+        return
+    check_head_reachable(args.address or os.environ.get("RAY_ADDRESS") or "auto")
+    try:
+        check_one_source()  # the workers get copies of these three packages: one code version
+    except RuntimeError as err:
+        raise ValueError(str(err)) from None
 
 
 JOB_ENV_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray for a job's entrypoint
@@ -179,7 +397,39 @@ def check_writable(folder: Path | Location, flag: str) -> None:
         probe.write_bytes(b"")
         probe.delete()
     except OSError as err:
-        raise ValueError(f"{flag}: cannot create or write the sweep folder {folder} ({err.strerror or err})") from err
+        endpoint = describe_endpoint(folder)
+        where = f" at {endpoint}" if endpoint else ""
+        raise ValueError(
+            f"{flag}: cannot create or write the sweep folder {folder}{where} ({err.strerror or err})"
+        ) from err
+
+
+def first_missing(folder: Path | Location) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist yet (None: it exists,
+    or it is in an object store, which has no folders)."""
+    folder = location(folder)
+    if not folder.is_local:
+        return None
+    path, missing = folder.local.absolute(), None
+    while not path.exists():
+        path, missing = path.parent, path
+    return missing
+
+
+def remove_if_empty(folder: Path | Location, created: Path | None) -> None:
+    """Remove ``folder`` and its parents up to ``created`` (those this run created) where
+    they are empty."""
+    if created is None:
+        return
+    path = location(folder).local.absolute()
+    while True:
+        try:
+            path.rmdir()
+        except OSError:  # not empty (or gone): the run wrote there, keep it
+            return
+        if path == created:
+            return
+        path = path.parent
 
 
 def _gpu_request(text: str) -> float | None:
@@ -232,25 +482,24 @@ def run_settings(args: argparse.Namespace, retry_failed: bool = False) -> RunSet
     )
 
 
-def start_ray(args: argparse.Namespace) -> None:
-    """Join the cluster (--cluster) or start a private local instance; print the dashboard's URL."""
+def start_ray(args: argparse.Namespace, say: Callable[[str], None] = print) -> None:
+    """Join the cluster (--cluster, checked by ``check_cluster`` first) or start a private
+    local instance; ``say`` each phase (the dashboard's URL, the metrics endpoint).
+    Ray's own INFO lines stay out unless --verbose."""
     import ray
 
+    quiet = {"logging_level": logging.INFO if args.verbose else logging.WARNING}
     if args.cluster:
         # Joining an existing cluster: the driver authenticates with the cluster's token
         # (~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN). A local instance
         # below gets token authentication by default and writes its own token.
         os.environ.setdefault("RAY_AUTH_MODE", "token")
         address = args.address or os.environ.get("RAY_ADDRESS") or "auto"
-        check_head_reachable(address)
-        try:
-            check_one_source()  # the workers get copies of these three packages: one code version
-        except RuntimeError as err:
-            raise SystemExit(f"error: {err}") from None
+        say(f"joining the Ray cluster at {address}")
         with tempfile.TemporaryDirectory(prefix="fno-scaling-modules-") as stage:
             runtime_env = {"py_modules": _staged_packages(Path(stage))}
             try:
-                ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+                ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, **quiet)
             except ConnectionError as err:  # the head answered, and refused or lost the driver
                 raise SystemExit(
                     f"error: a Ray head answers at {address} but the driver could not join ({err}). Usual causes: "
@@ -264,9 +513,13 @@ def start_ray(args: argparse.Namespace) -> None:
                 f"error: the cluster at {address} has {len(nodes)} nodes; pass --storage with a folder every node "
                 "sees or a bucket URI (checkpoints of stage 1 are read by stage 2 trials on any node)"
             )
-        print(f"connected to Ray cluster at {address}: {len(nodes)} nodes")
-        _print_metrics_endpoint()
+        say(f"connected to the Ray cluster at {address}: {len(nodes)} nodes{_resources_text()}")
+        _print_metrics_endpoint(say=say)
         return
+    say("starting a local Ray instance (bound to 127.0.0.1)")
+    # Ray 2.60 turns token authentication on for a new local instance and warns that it did;
+    # the line below says so, with where the token is, so its warning stays out.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     context = ray.init(
         # "local": always a new, private instance. Without it, ray.init joins whatever
         # /tmp/ray/ray_current_cluster names, even a cluster that has since died.
@@ -274,44 +527,55 @@ def start_ray(args: argparse.Namespace) -> None:
         num_cpus=args.num_cpus,
         num_gpus=args.num_gpus,
         include_dashboard=not args.no_dashboard,
-        dashboard_host=args.dashboard_host,
+        dashboard_host=args.dashboard_host or "127.0.0.1",
         _node_ip_address="127.0.0.1",
         _metrics_export_port=args.metrics_port,
         log_to_driver=False,
+        **quiet,
     )
-    _print_metrics_endpoint("127.0.0.1")
+    dashboard = ""
     if not args.no_dashboard and context.dashboard_url:
-        print(
-            f"Ray dashboard: http://{context.dashboard_url} (sign in with the token that "
-            "`ray get-auth-token` prints; it is in ~/.ray/auth_token)"
+        dashboard = (
+            f"; dashboard http://{context.dashboard_url} (sign in with the token that `ray get-auth-token` prints; "
+            "it is in ~/.ray/auth_token)"
         )
+    say(f"Ray started{_resources_text()}{dashboard}")
+    _print_metrics_endpoint("127.0.0.1", say=say)
+
+
+def _resources_text() -> str:
+    """``: 2 CPUs, 0 GPUs`` of the connected Ray instance."""
+    import ray
+
+    total = ray.cluster_resources()
+    return f": {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs"
 
 
 CONNECT_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this long is not there
 
 
 def check_head_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-    """Fail at once, naming the address and the usual causes, when nothing accepts a
-    connection at the head's address (Ray's own attempt retries for about two minutes
-    and then says only "Timed out while waiting for GCS to become available").
+    """Fail at once (ValueError), naming the address and the usual causes, when nothing
+    accepts a connection at the head's address (Ray's own attempt retries for about two
+    minutes and then says only "Timed out while waiting for GCS to become available").
     ``auto`` is the address a ``ray start --head`` on this machine recorded."""
     given = address
     if address == "auto":
         recorded = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
         if not recorded.is_file():
-            raise SystemExit(
-                "error: --cluster without --address or $RAY_ADDRESS, and no Ray head started on this machine "
+            raise ValueError(
+                "--cluster without --address or $RAY_ADDRESS, and no Ray head started on this machine "
                 f"({recorded} does not exist): pass --address HEAD:PORT"
             )
         address = recorded.read_text().strip()
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise SystemExit(f"error: --address {given}: expected HOST:PORT, e.g. 10.0.0.1:6379")
+        raise ValueError(f"--address {given}: expected HOST:PORT, e.g. 10.0.0.1:6379")
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as err:
-        raise SystemExit(
-            f"error: no Ray head answers at {address} ({err.strerror or err}). Usual causes: no head is running "
+        raise ValueError(
+            f"no Ray head answers at {address} ({err.strerror or err}). Usual causes: no head is running "
             f"there (start one with `ray start --head --port {port}`); a wrong host or port (the head prints its "
             "address when it starts; Ray's default port is 6379); a firewall between here and there. Once "
             "connected, the driver also needs the cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN_PATH) and "
@@ -319,7 +583,7 @@ def check_head_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> 
         ) from None
 
 
-def _print_metrics_endpoint(host: str | None = None) -> None:
+def _print_metrics_endpoint(host: str | None = None, say: Callable[[str], None] = print) -> None:
     """Where this driver's node exports the sweep's gauges (fno_sweeps.metrics); ``host``
     instead of the node's address (a local instance: 127.0.0.1)."""
     import ray
@@ -328,7 +592,7 @@ def _print_metrics_endpoint(host: str | None = None) -> None:
     for node in ray.nodes():
         if node["NodeID"] == here and node.get("MetricsExportPort"):
             address = host or node["NodeManagerAddress"]
-            print(f"sweep metrics (Prometheus): http://{address}:{node['MetricsExportPort']}/metrics")
+            say(f"sweep metrics (Prometheus): http://{address}:{node['MetricsExportPort']}/metrics")
 
 
 def _staged_packages(stage: Path) -> list[str]:

@@ -24,8 +24,10 @@ from typing import Any
 
 from fno.checks import check_subset, sha256_hex
 from fno.config import check_known_fields, load_toml
+from fno.data.external import ExternalDataset, Plan
+from fno.data.external import check as check_dataset
 from fno.model import PRESETS as SIZE_PRESETS
-from fno.physics.families import SHIFT_RANGE, SINGLE_FAMILIES
+from fno.physics.families import CHANNELS, SHIFT_RANGE, SINGLE_FAMILIES
 from fno.train import TrialConfig
 from fno.vocabulary import DOWNSTREAM_MODES, FINETUNE_STRATEGIES, PRETRAINED_MODES, SHIFTS
 
@@ -35,7 +37,15 @@ PRESET_DIR = Path(__file__).parent / "presets"
 NON_KEY_FIELDS = ("device", "threads", "bf16", "tf32", "gpu_share", "pretrained", "eval_resolutions")
 # Fields added after the first sweeps ran, with the value that leaves them out of a key:
 # a trial that does not use one keeps the key (and results) it had.
-OPTIONAL_KEY_FIELDS = {"epochs": None, "min_steps": None, "max_steps": None, "finetune_strategy": "full"}
+OPTIONAL_KEY_FIELDS = {
+    "epochs": None,
+    "min_steps": None,
+    "max_steps": None,
+    "finetune_strategy": "full",
+    "dataset": None,
+    "padding": 0.0,
+    "coords": False,
+}
 # The grid's axes that must be non-empty lists (a study grows along these and the others in
 # fno_sweeps.manifest.GRID_AXES).
 LIST_AXES = ("sizes", "pretrain_families", "families", "shifts", "n_train", "train_modes", "lrs", "seeds", "data_seeds")
@@ -103,6 +113,15 @@ class Preset:
     budget_probe: bool = False
     pretrain: StageSettings = StageSettings()
     downstream: StageSettings = StageSettings(steps=300, batch_size=16, eval_every=50)
+    # Datasets of the user's ([datasets.NAME] tables, fno.data.external.ExternalDataset):
+    # each NAME may go in families and pretrain_families. Checked (and digested) when the
+    # preset is loaded, before anything runs.
+    datasets: Mapping[str, Any] = field(default_factory=dict)
+    # The model's domain padding (fraction of each axis) and coordinate channels, for the
+    # trials that build a model (pretrain, scratch). Unset: fno.data.external's defaults
+    # for a dataset, none for the periodic built-in families. Part of a key only when used.
+    padding: float | None = None
+    coords: bool | None = None
 
     def __post_init__(self) -> None:
         for name in LIST_AXES:
@@ -114,8 +133,15 @@ class Preset:
             object.__setattr__(self, "eval_resolutions", tuple(self.eval_resolutions))
         for size in self.sizes:
             parse_size(size)
-        check_subset(self.pretrain_families, "pretrain_families", (*SINGLE_FAMILIES, "mixture"))
-        check_subset(self.families, "families", SINGLE_FAMILIES)
+        self._check_datasets()
+        names = tuple(self.datasets)
+        hint = " (or a dataset of your own, declared as [datasets.NAME]: docs/data.md)"
+        for axis, allowed in (("pretrain_families", (*SINGLE_FAMILIES, "mixture", *names)),
+                              ("families", (*SINGLE_FAMILIES, *names))):  # fmt: skip
+            try:
+                check_subset(getattr(self, axis), axis, allowed)
+            except ValueError as err:
+                raise ValueError(f"{err}{hint}") from None
         check_subset(self.shifts, "shifts", SHIFTS)
         check_subset(self.train_modes, "train_modes", DOWNSTREAM_MODES)
         check_subset(self.finetune_strategies, "finetune_strategies", FINETUNE_STRATEGIES)
@@ -126,10 +152,42 @@ class Preset:
             check_subset(tuple(shifts), f"ranges.{family}", SHIFTS)
         # Build every trial once: each TrialConfig validates its own fields, so a bad
         # value fails here, naming the field, before anything runs; expand() returns these.
+        _check_stages(self)  # the stages' and axes' values, each named by its preset field
         object.__setattr__(self, "_trials", tuple(_expand(self)))
 
-    def shift_range(self, family: str, shift: str) -> tuple[float, float]:
+    def _check_datasets(self) -> None:
+        """Validate the [datasets.NAME] tables, and check (open, digest, count) each dataset
+        the grid uses against it: a bad one fails here, before Ray starts."""
+        if not isinstance(self.datasets, Mapping):
+            raise ValueError(f"datasets must be tables [datasets.NAME], got {self.datasets!r}")
+        modes = tuple(sorted({parse_size(size)[1] for size in self.sizes}))
+        checked = {}
+        for name, table in self.datasets.items():
+            ds = table if isinstance(table, ExternalDataset) else ExternalDataset.from_dict(name, table)
+            if name in self.families:
+                shifts = tuple(s for s in self.shifts if s in ds.shift_names)
+                if not shifts:
+                    raise ValueError(f"dataset {name} has shifts {list(ds.shift_names)}, none of the preset's shifts "
+                                     f"{list(self.shifts)}; fix shifts or [datasets.{name}.shifts]")  # fmt: skip
+                ds = check_dataset(ds, Plan(max(self.n_train), self.n_val, self.n_test, shifts, modes, self.data_seeds))
+            if name in self.pretrain_families:
+                pretrain_shift = "none" if "none" in ds.shift_names else None
+                pretrain = Plan(self.pretrain.n_train, self.n_val, self.n_test, (pretrain_shift,), modes)
+                ds = check_dataset(ds, dataclasses.replace(pretrain, data_seeds=self.data_seeds[:1]))
+            checked[name] = ds
+        object.__setattr__(self, "datasets", checked)
+
+    def shift_range(self, family: str, shift: str) -> tuple[float, float] | None:
+        """The parameter range of a family's shift (a dataset's: its param range, None for every sample)."""
+        if family in self.datasets:
+            return self.datasets[family].shift_range(shift)
         return tuple(self.ranges.get(family, {}).get(shift, SHIFT_RANGE[family][shift]))
+
+    def layout(self, family: str) -> tuple[int, int]:
+        """(input, output) channel counts of a family's or dataset's data as a model reads it."""
+        if family in self.datasets:
+            return self.datasets[family].in_channels, self.datasets[family].out_channels
+        return len(CHANNELS[family]), 1
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Preset:
@@ -169,6 +227,46 @@ class Preset:
         return cls.from_dict(data)
 
 
+# The grid's axes whose values become one TrialConfig field: (axis, field).
+VALUE_AXES = (("n_train", "n_train"), ("lrs", "lr"), ("seeds", "seed"), ("data_seeds", "data_seed"))
+
+
+def _check_stages(preset: Preset) -> None:
+    """Each stage's settings and each value of the axes that set a trial field, checked by
+    TrialConfig's own rules, the error naming the preset field it came from
+    (``downstream.epochs must be a finite number > 0, got -5``; ``lrs: lr must be > 0``)."""
+    for stage in ("pretrain", "downstream"):
+        settings = getattr(preset, stage)
+        fields = {k: getattr(settings, k) for k in ("batch_size", "eval_every", "weight_decay", *_budget(settings))}
+        if stage == "pretrain":  # stage 2 takes N and the learning rate from the grid
+            fields.update(n_train=settings.n_train, lr=settings.lr)
+        _check_named(stage, fields, lambda message, stage=stage: _stage_message(stage, message))
+    for axis, name in VALUE_AXES:
+        for value in getattr(preset, axis):
+            _check_named(axis, {name: value}, lambda message, axis=axis: _axis_message(axis, message))
+
+
+def _check_named(label: str, fields: dict[str, Any], rename) -> None:
+    """Build a scratch TrialConfig of ``fields`` (others at valid defaults); its error, renamed."""
+    try:
+        TrialConfig(mode="scratch", resolution=32, width=8, modes=4, **fields)
+    except ValueError as err:
+        raise ValueError(rename(str(err))) from None
+
+
+def _stage_message(stage: str, message: str) -> str:
+    """``epochs must ...`` as ``downstream.epochs must ...``; other messages prefixed ``downstream: ``."""
+    field = re.match(r"\w+", message)
+    if field and field[0] in {f.name for f in dataclasses.fields(StageSettings)}:
+        return f"{stage}.{message}"
+    return f"{stage}: {message}"
+
+
+def _axis_message(axis: str, message: str) -> str:
+    """A message about an axis value, naming the axis (``lrs: lr must be > 0, got -1.0``)."""
+    return message if message.startswith(f"{axis} ") else f"{axis}: {message}"
+
+
 # A stage's budget is steps or epochs: overriding one drops the preset's other (and the
 # step bounds that only an epoch budget takes), unless the override names them too.
 BUDGET_FIELDS = {"steps": ("epochs", "min_steps", "max_steps"), "epochs": ("steps",)}
@@ -198,9 +296,13 @@ class PlannedTrial:
         c = self.config
         if self.stage == "pretrain":
             return f"pretrain-{c.family}-w{c.width}m{c.modes}-{self.key[:6]}"
-        seeds = f"s{c.seed}-d{c.data_seed}" if c.data_seed else f"s{c.seed}"
+        data = f"-d{c.data_seed}" if c.data_seed else ""
+        if c.mode == "zeroshot":  # no training: no N, learning rate or seed (the grid does not repeat over them)
+            return f"zeroshot-{c.family}-{self.shift}-w{c.width}m{c.modes}{data}-{self.key[:6]}"
         mode = c.mode if c.finetune_strategy == "full" else f"{c.mode}[{c.finetune_strategy}]"
-        return f"{mode}-{c.family}-{self.shift}-w{c.width}m{c.modes}-N{c.n_train}-lr{c.lr:g}-{seeds}-{self.key[:6]}"
+        stage = {"probe": "probe-", "hpo": "hpo-"}.get(self.stage, "")  # a budget probe, a search's trial
+        return (f"{stage}{mode}-{c.family}-{self.shift}-w{c.width}m{c.modes}-N{c.n_train}-lr{c.lr:g}-s{c.seed}{data}-"
+                f"{self.key[:6]}")  # fmt: skip
 
 
 def trial_key(config: TrialConfig, pretrained_key: str = "") -> str:
@@ -208,6 +310,8 @@ def trial_key(config: TrialConfig, pretrained_key: str = "") -> str:
     for name, unused in OPTIONAL_KEY_FIELDS.items():
         if fields[name] == unused:
             del fields[name]
+    if "dataset" in fields:  # the dataset's content digest and reading, not where it lies
+        fields["dataset"] = ExternalDataset.from_record(fields["dataset"]).identity()
     fields["pretrained_key"] = pretrained_key
     return sha256_hex(fields)[:24]
 
@@ -231,7 +335,7 @@ def _expand(preset: Preset) -> list[PlannedTrial]:
             config = TrialConfig(
                 mode="pretrain",
                 family=family,
-                param_range=None,
+                param_range=_pretrain_range(preset, family),
                 n_train=pre.n_train,
                 width=width,
                 modes=modes,
@@ -242,7 +346,8 @@ def _expand(preset: Preset) -> list[PlannedTrial]:
                 eval_every=pre.eval_every,
                 seed=0,
                 data_seed=preset.data_seeds[0],
-                **_test_fields(preset),
+                **_test_fields(preset, family),
+                **_model_fields(preset),
             )
             planned = PlannedTrial(trial_key(config), "pretrain", "pretrain", config)
             pretrained[(size, family)] = trials.setdefault(planned.key, planned) if needs_checkpoints else planned
@@ -251,8 +356,10 @@ def _expand(preset: Preset) -> list[PlannedTrial]:
         preset.train_modes, preset.lrs, preset.seeds, preset.data_seeds,
     )  # fmt: skip
     for size, source, family, shift, n_train, mode, lr, seed, data_seed in grid:
-        if source not in (family, "mixture"):
-            continue  # a single-family model reads only its own family's channels
+        if not _pairs(preset, source, family, mode):
+            continue
+        if family in preset.datasets and shift not in preset.datasets[family].shift_names:
+            continue  # a dataset offers its own shifts
         for strategy in preset.finetune_strategies if mode == "finetune" else ("full",):
             planned = _downstream(
                 preset,
@@ -296,15 +403,41 @@ def budget_probes(preset: Preset, trials: list[PlannedTrial]) -> list[PlannedTri
     return probes
 
 
-def _test_fields(preset: Preset) -> dict[str, Any]:
-    """The TrialConfig fields every trial of a preset shares: its grid and its validation
-    and test sets."""
-    return {
-        "resolution": preset.resolution,
-        "n_val": preset.n_val,
-        "n_test": preset.n_test,
-        "eval_resolutions": preset.eval_resolutions,
-    }
+def _pairs(preset: Preset, source: str, family: str, mode: str) -> bool:
+    """Whether a model pre-trained on ``source`` is planned on ``family``: a built-in family's
+    on its own family (the mixture's on all three); where a dataset is either, any pair
+    (a fine-tune replaces the lift or projection a different channel layout needs), but
+    zero-shot only where the channel layouts match."""
+    if source not in preset.datasets and family not in preset.datasets:
+        return source in (family, "mixture")  # a single-family model reads only its own family's channels
+    return mode != "zeroshot" or preset.layout(source) == preset.layout(family)
+
+
+def _pretrain_range(preset: Preset, family: str) -> tuple[float, float] | None:
+    """The pre-training data's range: the family's pre-training range (None), or a dataset's
+    shift none (every sample where it has no such shift)."""
+    if family in preset.datasets and "none" in preset.datasets[family].shift_names:
+        return preset.datasets[family].shift_range("none")
+    return None
+
+
+def _test_fields(preset: Preset, family: str) -> dict[str, Any]:
+    """The TrialConfig fields every trial of a preset's family shares: its grid and its
+    validation and test sets (a dataset's: its own grid and test grids, and its record)."""
+    if family in preset.datasets:
+        ds = preset.datasets[family]
+        extra = {"dataset": ds.to_dict(), "eval_resolutions": tuple(ds.test_resolutions)}
+    else:
+        extra = {"eval_resolutions": preset.eval_resolutions}
+    return {"resolution": preset.resolution, "n_val": preset.n_val, "n_test": preset.n_test, **extra}
+
+
+def _model_fields(preset: Preset, base: TrialConfig | None = None) -> dict[str, Any]:
+    """padding and coords: the preset's for a model built here, the pre-trained ``base``'s
+    for one loaded from its checkpoint."""
+    if base is not None:
+        return {"padding": base.padding, "coords": base.coords}
+    return {"padding": preset.padding, "coords": preset.coords}
 
 
 def _budget(stage: StageSettings) -> dict[str, Any]:
@@ -347,10 +480,11 @@ def _downstream(
         **({"steps": 0} if mode == "zeroshot" else _budget(down)),
         eval_every=down.eval_every,
         seed=seed,
-        channels="union" if source == "mixture" and mode != "scratch" else "native",
+        channels="union" if source == "mixture" and mode != "scratch" and family not in preset.datasets else "native",
         data_seed=data_seed,
         finetune_strategy=strategy,
-        **_test_fields(preset),
+        **_test_fields(preset, family),
+        **_model_fields(preset, None if mode == "scratch" else base.config),
     )
     pretrained_key = "" if mode == "scratch" else base.key
     return PlannedTrial(

@@ -1,6 +1,8 @@
 """Search training hyperparameters of one setting with Optuna (TPE) through Ray Tune, ASHA early stopping.
 
-    python sweeps/hpo.py --family poisson --size w32-m8 --mode finetune --n-train 64 --trials 40
+    fno-hpo --family poisson --size w32-m8 --mode finetune --n-train 64 --trials 40
+
+(``python sweeps/hpo.py ...`` in a checkout.)
 
 Searches the learning rate and weight decay (log scale), the batch size and the step
 budget of one setting (family, shift, size, mode, N). Trials report their validation
@@ -11,7 +13,7 @@ shared filesystem, unlike SQLite), so running the same command again continues i
 running when the driver died are marked failed and replaced. Every finished trial is
 a row of the sweep's results table (stage ``hpo``; early-stopped ones with status
 ``stopped``). At the end: the best configuration and its validation error, written
-as a TOML snippet for a preset, and as ``--set`` flags for ``sweeps/scaling.py``.
+as a TOML snippet for a preset, and as ``--set`` flags for ``fno-sweep``.
 
 Fine-tune and zero-shot need a pre-trained model: the preset's pre-training trial for
 the size and ``--pretrain-family`` is run first (once; it is skipped when its row is
@@ -29,32 +31,45 @@ from pathlib import Path
 from typing import Any
 
 from fno.checks import sha256_hex
-from fno.config import parse_overrides
+from fno.config import load_toml
+from fno.physics.families import SINGLE_FAMILIES
 from fno.results import statuses
 from fno.storage import Location
 from fno.train import TrialConfig
-from fno.vocabulary import FITTED_MODES
+from fno.vocabulary import FITTED_MODES, SHIFTS
 from fno_sweeps.cluster import (
     add_ray_arguments,
+    check_cluster,
+    check_flags,
+    check_local_resources,
     check_resources,
     check_writable,
     continue_command,
     destination_flag,
+    first_missing,
     output_base,
+    parse_checked,
+    parse_set_flags,
+    prog,
+    refuse,
+    remove_if_empty,
     run_settings,
     start_ray,
 )
-from fno_sweeps.grid import PlannedTrial, Preset, expand, trial_key
+from fno_sweeps.grid import PRESET_DIR, PlannedTrial, Preset, expand, parse_size, trial_key
 from fno_sweeps.lease import Lease, LeaseHeldError
+from fno_sweeps.live import Stopwatch
 from fno_sweeps.runner import (
     Progress,
     Recorder,
     RowWriterCallback,
     checkpoint_path,
+    environment,
     resource_slots,
     run_reported_trial,
     run_trials,
     tune_callbacks,
+    tune_output,
     worker_config,
 )
 
@@ -93,7 +108,7 @@ class SearchSpace:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python sweeps/hpo.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog(SCRIPT), description=__doc__.split("\n\n")[0])
     p.add_argument("--family", required=True, help="downstream family: poisson, advdiff, helmholtz")
     p.add_argument("--size", required=True, help="model size, wWIDTH-mMODES (e.g. w32-m8)")
     p.add_argument("--mode", required=True, choices=FITTED_MODES, help="training mode searched")
@@ -105,15 +120,81 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, nargs=2, metavar=("LO", "HI"), default=SearchSpace.weight_decay)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=list(SearchSpace.batch_size))
     p.add_argument("--steps", type=int, nargs=2, metavar=("LO", "HI"), default=SearchSpace.steps)
-    p.add_argument("--grace-steps", type=int, default=None, help="ASHA: steps before a trial can be stopped")
+    p.add_argument(
+        "--grace-steps",
+        type=int,
+        default=None,
+        help="ASHA: steps before a trial can be stopped, in [1, HI of --steps] (default: the larger of the preset's "
+        "downstream.eval_every and half of LO)",
+    )
     p.add_argument("--seed", type=int, default=0, help="sampler seed and the trials' training seed")
     p.add_argument("--preset", default="cpu", help="preset giving resolution, data sizes and pre-training")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a preset field")
-    p.add_argument("--out", default="out", help="results go to OUT/SWEEP/ (default ./out)")
+    p.add_argument("--out", default=None, help="results go to OUT/SWEEP/ (default ./out)")
     p.add_argument("--sweep", default=None, help="sweep name (default: hpo-FAMILY-SHIFT-SIZE-MODE-nN)")
     p.add_argument("--take-over", action="store_true", help="run though another driver holds the study's lease")
     add_ray_arguments(p)
-    return p.parse_args(argv)
+    return parse_checked(p, argv, check_flags)
+
+
+SCRIPT = "sweeps/hpo.py"  # this entry point (fno_sweeps.cluster.ENTRY_POINTS)
+
+
+def check_setting_flags(args: argparse.Namespace) -> None:
+    """The flags that name the setting, each against its allowed values (ValueError naming
+    the flag, not the preset field it becomes)."""
+    families = (*SINGLE_FAMILIES, *_dataset_names(args))
+    if args.family not in families:
+        raise ValueError(f"--family must be one of {', '.join(families)}; got {args.family!r}")
+    sources = (*families, "mixture")
+    if args.pretrain_family is not None and args.pretrain_family not in sources:
+        raise ValueError(f"--pretrain-family must be one of {', '.join(sources)}; got {args.pretrain_family!r}")
+    if args.shift not in SHIFTS:
+        raise ValueError(f"--shift must be one of {', '.join(SHIFTS)}; got {args.shift!r}")
+    try:
+        parse_size(args.size)
+    except ValueError as err:
+        raise ValueError(f"--size {args.size}: {str(err).split(': ', 1)[-1]}") from None
+    if args.n_train < 1:
+        raise ValueError(f"--n-train must be at least 1, got {args.n_train}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.trials < 1:
+        raise ValueError(f"--trials must be at least 1, got {args.trials}")
+
+
+def _dataset_names(args: argparse.Namespace) -> tuple[str, ...]:
+    """The names of the preset's own datasets ([datasets.NAME] tables, and --set datasets.NAME...),
+    which --family may name too; none where the preset cannot be read (its loading says why)."""
+    path = Path(args.preset)
+    path = path if path.suffix else PRESET_DIR / f"{args.preset}.toml"
+    try:
+        tables = load_toml(path).get("datasets", {})
+    except (OSError, ValueError):
+        tables = {}
+    given = [item.partition("=")[0].strip().split(".") for item in args.set]
+    names = {*(tables if isinstance(tables, dict) else {}), *(k[1] for k in given if len(k) > 2 and k[0] == "datasets")}
+    return tuple(sorted(names))
+
+
+def check_grace(space: SearchSpace, grace_steps: int | None, eval_every: int) -> int:
+    """ASHA's grace period: --grace-steps, else the larger of the preset's evaluation interval
+    (trials report only at evaluations) and half the lowest step budget; it must lie in
+    [1, HI] of --steps (ASHA cannot stop a trial before it has reported)."""
+    lo, hi = space.steps
+    if grace_steps is not None:
+        if not 1 <= grace_steps <= hi:
+            raise ValueError(f"--grace-steps must be in [1, {hi}] (HI of --steps {lo} {hi}), got {grace_steps}")
+        return grace_steps
+    grace = max(eval_every, lo // 2)
+    if grace > hi:
+        raise ValueError(
+            f"--steps {lo} {hi}: ASHA's grace period would be {grace} steps, the preset's downstream.eval_every "
+            f"({eval_every}: trials report their validation error only at evaluations), more than the highest "
+            f"budget {hi}. Allowed: HI >= {grace} (--steps {lo} {grace}), or --grace-steps in [1, {hi}] with "
+            f"--set downstream.eval_every=N, N <= {hi}"
+        )
+    return grace
 
 
 @dataclass(frozen=True)
@@ -130,12 +211,11 @@ class Setting:
 
 
 def plan(args: argparse.Namespace) -> Setting:
-    """Validate everything and build the setting; fails naming the field before Ray starts."""
-    if args.trials < 1:
-        raise ValueError(f"--trials must be at least 1, got {args.trials}")
+    """Validate everything and build the setting; fails naming the flag or field before Ray starts."""
+    check_setting_flags(args)
     space = SearchSpace(tuple(args.lr), tuple(args.weight_decay), tuple(args.batch_sizes), tuple(args.steps))
     source = args.pretrain_family or args.family
-    overrides = parse_overrides(args.set)
+    overrides = parse_set_flags(args.set)
     overrides.update(
         sizes=[args.size],
         pretrain_families=[source],
@@ -156,14 +236,12 @@ def plan(args: argparse.Namespace) -> Setting:
     sweep = args.sweep or f"hpo-{args.family}-{args.shift}-{args.size}-{args.mode}-n{args.n_train}"
     definition = {"trial": template.key, "space": space.__dict__, "metric": METRIC, "seed": args.seed}
     study = sha256_hex(definition, compact=False, default=list)[:16]  # the format study names were made with
-    grace = args.grace_steps or max(template.config.eval_every, space.steps[0] // 2)
-    if grace < 1:
-        raise ValueError(f"--grace-steps must be at least 1, got {grace}")
+    grace = check_grace(space, args.grace_steps, template.config.eval_every)
     base = output_base(args)
     if not base.is_local:
         raise ValueError(
             f"{destination_flag(args)} {base}: the Optuna search keeps its study in a journal file, which needs a "
-            "filesystem (a shared one with --cluster); object-store URIs are for sweeps/scaling.py"
+            "filesystem (a shared one with --cluster); object-store URIs are for fno-sweep"
         )
     return Setting(template, pretrain, space, sweep, base.local / sweep, f"study-{study}", grace)
 
@@ -193,6 +271,7 @@ def open_study(setting: Setting):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its INFO lines ("Using an existing study") are ours to say
     setting.sweep_dir.mkdir(parents=True, exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(setting.sweep_dir / "optuna.journal")))
     study = optuna.create_study(
@@ -210,10 +289,11 @@ def finished_trials(study) -> list:
     return study.get_trials(deepcopy=False, states=done)
 
 
-def pretrain(setting: Setting, args: argparse.Namespace) -> bool:
+def pretrain(setting: Setting, args: argparse.Namespace, clock: Stopwatch | None = None) -> bool:
     """Run the setting's pre-training unless its checkpoint is there (a failed one is retried)."""
     results_dir = setting.sweep_dir / "results"
-    run_trials([setting.pretrain], setting.sweep, setting.sweep_dir, run_settings(args, retry_failed=True))
+    settings = run_settings(args, retry_failed=True)
+    run_trials([setting.pretrain], setting.sweep, setting.sweep_dir, settings, stopwatch=clock)
     status = statuses(results_dir).get(setting.pretrain.key, "missing")
     path = checkpoint_path(setting.sweep_dir, setting.pretrain.key)
     if status != "ok" or not path.is_file():
@@ -222,7 +302,9 @@ def pretrain(setting: Setting, args: argparse.Namespace) -> bool:
     return True
 
 
-def run_search(setting: Setting, args: argparse.Namespace, study, storage, remaining: int) -> None:
+def run_search(
+    setting: Setting, args: argparse.Namespace, study, storage, remaining: int, clock: Stopwatch | None = None
+) -> None:
     from optuna.samplers import TPESampler
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -240,7 +322,8 @@ def run_search(setting: Setting, args: argparse.Namespace, study, storage, remai
     searcher = OptunaSearch(sampler=sampler, study_name=setting.study_name, storage=storage)
     gpus = settings.gpu_share(largest)
     concurrency = settings.concurrency or resource_slots(settings, gpus)
-    recorder = Recorder(Location(setting.sweep_dir / "results"), setting.sweep, Progress(remaining, concurrency))
+    progress = Progress(remaining, concurrency, stopwatch=clock)
+    recorder = Recorder(Location(setting.sweep_dir / "results"), setting.sweep, progress)
     scheduler = ASHAScheduler(
         time_attr="step", max_t=setting.space.steps[1], grace_period=setting.grace_steps, reduction_factor=3
     )
@@ -254,7 +337,7 @@ def run_search(setting: Setting, args: argparse.Namespace, study, storage, remai
             scheduler=scheduler,
             num_samples=remaining,
             max_concurrent_trials=concurrency,
-            trial_name_creator=lambda t: f"hpo-{planned_trial(setting, t.config).name}",
+            trial_name_creator=lambda t: planned_trial(setting, t.config).name,
             trial_dirname_creator=lambda t: planned_trial(setting, t.config).key,
         ),
         run_config=tune.RunConfig(
@@ -265,7 +348,11 @@ def run_search(setting: Setting, args: argparse.Namespace, study, storage, remai
             verbose=settings.verbose,
         ),
     )
-    tuner.fit()
+    try:
+        with environment(**tune_output(settings.verbose)):
+            tuner.fit()
+    finally:
+        progress.close()
 
 
 def best_snippet(setting: Setting, best) -> str:
@@ -279,8 +366,9 @@ def best_snippet(setting: Setting, best) -> str:
     )
     return (
         f"# Best of study {setting.study_name} ({setting.sweep}): {METRIC} = {best.value:.6g}\n"
-        f"# setting: {c.family}, range {list(c.param_range)}, w{c.width}-m{c.modes}, {c.mode}, N = {c.n_train}\n"
-        f"# for sweeps/scaling.py: {flags}\n"
+        f"# setting: {c.family}, range {list(c.param_range) if c.param_range is not None else 'all samples'}, "
+        f"w{c.width}-m{c.modes}, {c.mode}, N = {c.n_train}\n"
+        f"# for fno-sweep: {flags}\n"
         f"lrs = [{p['lr']:.6g}]\n\n"
         f"[downstream]\n"
         f"weight_decay = {p['weight_decay']:.6g}\n"
@@ -290,35 +378,44 @@ def best_snippet(setting: Setting, best) -> str:
 
 
 def main(argv=None) -> int:
+    clock = Stopwatch()
     args = parse_args(argv)
-    try:
+    try:  # everything that can be known before Ray starts and before anything is written
         setting = plan(args)
-        check_writable(setting.sweep_dir, destination_flag(args))
-        command = continue_command("sweeps/hpo.py", argv)
-        lease = Lease(setting.sweep_dir, command, take_over=args.take_over)
-        lease.acquire()
-    except (ValueError, LeaseHeldError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        check_local_resources(args)
+        check_cluster(args)
+    except ValueError as err:
+        return refuse(prog(SCRIPT), str(err))
+    created = first_missing(setting.sweep_dir)
     try:
-        return _search(args, setting)
+        try:
+            check_writable(setting.sweep_dir, destination_flag(args))
+            lease = Lease(setting.sweep_dir, continue_command(SCRIPT, argv), take_over=args.take_over)
+            lease.acquire()
+        except (ValueError, LeaseHeldError) as err:
+            return refuse(prog(SCRIPT), str(err))
+        try:
+            return _search(args, setting, clock)
+        finally:
+            lease.release()
     finally:
-        lease.release()
+        remove_if_empty(setting.sweep_dir, created)  # a search refused before it began leaves no folder
 
 
-def _search(args: argparse.Namespace, setting: Setting) -> int:
+def _search(args: argparse.Namespace, setting: Setting, clock: Stopwatch | None = None) -> int:
     """The study itself, once its folder is writable and this driver holds it."""
+    clock = clock or Stopwatch()
     study, storage = open_study(setting)
     done = len(finished_trials(study))
     remaining = args.trials - done
-    print(f"study {setting.study_name} in {setting.sweep_dir}: {done} trials finished, {max(remaining, 0)} to run")
+    clock.say(f"study {setting.study_name} in {setting.sweep_dir}: {done} trials finished, {max(remaining, 0)} to run")
     if remaining > 0:
-        start_ray(args)
-        check_resources(args)
         try:
-            if setting.pretrain is not None and not pretrain(setting, args):
+            start_ray(args, say=clock.say)
+            check_resources(args)
+            if setting.pretrain is not None and not pretrain(setting, args, clock):
                 return 1
-            run_search(setting, args, study, storage, remaining)
+            run_search(setting, args, study, storage, remaining, clock)
         finally:
             import ray
 

@@ -78,6 +78,8 @@ def defining_fields(preset: Preset) -> dict[str, Any]:
     stage's settings, the pre-training data seed and every shift range in effect."""
     skipped = {*GRID_AXES, *SWITCHES, *NOT_COMPARED, "ranges", "pretrain", "downstream"}
     out = {f.name: getattr(preset, f.name) for f in dataclasses.fields(preset) if f.name not in skipped}
+    # A dataset is defined by its content (digest) and how it is read, not by where it lies.
+    out["datasets"] = {name: ds.identity() for name, ds in preset.datasets.items()}
     for stage in ("pretrain", "downstream"):
         settings = getattr(preset, stage)
         for f in dataclasses.fields(StageSettings):

@@ -34,6 +34,7 @@ caller learns of failures from the returned counts.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 import os
@@ -42,7 +43,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,10 @@ from fno.model import FNOConfig
 from fno.provenance import code_version, git_commit, library_versions, source_digest
 from fno.results import COLUMNS, EVALUATION_SCHEMA, compact, skip_keys, statuses, write_evaluations, write_row
 from fno.storage import Location, location
-from fno.train import TrialConfig, TrialControl, TrialTimeoutError, run_trial
+from fno.train import TrialConfig, TrialControl, TrialTimeoutError, data_columns, run_trial
 from fno_sweeps.grid import PlannedTrial, trial_flops
 from fno_sweeps.interrupt import Interrupt, tune_stopper
+from fno_sweeps.live import Stopwatch, TrialBoard, duration_text
 from fno_sweeps.metrics import SweepMetrics
 
 COMPACT_EVERY = 256  # rows between compactions of the results folder (few files to open, however long the sweep)
@@ -116,7 +118,7 @@ def result_row(
     """The results row of a finished (result given) or failed (result None) trial; a
     failed one's ``failure`` class defaults to the class of its error text."""
     c = trial.config
-    lo, hi = c.data_spec("train").ranges if c.family != "mixture" else (math.nan, math.nan)
+    lo, hi = c.param_bounds
     sizes = FNOConfig(1, 1, c.width, c.modes, c.layers)
     row = {
         "key": trial.key,
@@ -172,6 +174,7 @@ def result_row(
         "git_commit": git_commit(),
         **library_versions(),
         "ray_version": _ray_version(),
+        **data_columns(c),  # a dataset's digest and grid, the model's padding and coordinates
     }
     if result is not None:  # the trial's own measurements (TrialResult fields) take precedence
         row.update({name: result[name] for name in COLUMNS if name in result})
@@ -279,49 +282,131 @@ def _watch_for_hang(finished: threading.Event, timeout_s: float, marker: str, na
 
 @dataclass
 class Progress:
-    """Counts and an estimate of time left, printed as trials finish.
+    """What the driver shows while trials run: counts, the running trials (a live view on
+    a terminal, ``fno_sweeps.live.TrialBoard``), a line per finished trial, and the time left.
 
-    With ``cost`` (estimated FLOPs per planned key) the estimate is the FLOPs left over
-    the FLOP rate seen so far, so a long pre-training finishing first does not inflate
-    it; without (hpo.py, whose trials are not known ahead), trials left times the mean
-    trial time.
+    The time left comes from measured trial times (from the driver's view: start to
+    row). With ``cost`` (estimated FLOPs per planned key) each trial left is predicted
+    by t = a + b x FLOPs fitted to the trials measured so far (a per-trial overhead and
+    a rate, ``fit_trial_times``), so that neither a long pre-training nor short zero-shot
+    trials skew it; without (hpo.py, whose trials are not known ahead), trials left times
+    the mean time. Running trials count with what they have left. The sum is shared
+    among the slots in use. None ("estimating...") until a trial has been measured.
     """
 
     total: int
     concurrency: int
     cost: dict[str, float] | None = None
+    stopwatch: Stopwatch | None = None  # prints when the first trial starts
+    board: TrialBoard = field(default_factory=TrialBoard)
     counts: Counter = field(default_factory=Counter)
-    seconds: float = 0.0  # trials' own wall time so far
-    flops_run: float = 0.0  # estimated FLOPs of the trials that ran (the rate's numerator)
-    flops_left: float = field(init=False)  # ... of the trials without a row yet
-    eta_s: float = 0.0  # the estimated seconds left, as last printed
+    measured: list[tuple[float, float]] = field(default_factory=list)  # (FLOPs, seconds) of trials that ran
+    eta_s: float | None = None  # the estimated seconds left, as last shown
     slowest_rate: float = math.inf  # the lowest FLOP/s of a trial that ran ok (auto time limits)
+    started_at: dict[str, float] = field(default_factory=dict)  # running keys -> time.monotonic() at start
+    cost_left: dict[str, float] = field(init=False)  # the FLOPs of the keys without a row yet
+    announced: bool = False  # the first trial's start was said
 
     def __post_init__(self) -> None:
-        self.flops_left = sum(self.cost.values()) if self.cost else 0.0
+        self.cost_left = dict(self.cost or {})
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    def started(self, trial: PlannedTrial) -> None:
+        """A trial started (or started again after a retry)."""
+        if self.stopwatch is not None and not self.announced:
+            self.board.line(f"[{self.stopwatch.elapsed():5.1f} s] first trial running: {trial.name}")
+            self.announced = True
+        self.started_at[trial.key] = time.monotonic()
+        self.board.started(trial.key, trial.name, trial.config.total_steps)
+        self.board.tick(self.header())
+
+    def reported(self, trial: PlannedTrial, result: dict[str, Any]) -> None:
+        """A trial's report to Tune (its step and validation error at an evaluation)."""
+        self.board.reported(trial.key, result.get("step"), result.get("val_rel_l2"))
+        self.board.tick(self.header())
+
+    def stopped_running(self, trial: PlannedTrial) -> None:
+        """A trial that is no longer running, without a row (it is retried, or was cut short)."""
+        self.started_at.pop(trial.key, None)
+        self.board.ended(trial.key)
+
+    def tick(self) -> None:
+        """Called often (every step of Tune's loop): redraws the live view when due."""
+        self.board.tick(self.header())
+
+    def close(self) -> None:
+        self.board.close()
 
     def finished(self, trial: PlannedTrial, row: dict[str, Any]) -> None:
         self.counts[row["status"]] += 1
-        self.seconds += row["wall_s"]
-        done = sum(self.counts.values())
-        left = self.total - done
-        if self.cost:
-            flops = self.cost.get(trial.key, 0.0)
-            self.flops_left -= flops
-            self.flops_run += flops if row["wall_s"] > 0 else 0.0
-            if row["status"] == "ok" and row["wall_s"] > 0 and flops > 0:
+        began = self.started_at.pop(trial.key, None)
+        self.board.ended(trial.key)
+        seconds = time.monotonic() - began if began is not None else float(row["wall_s"])
+        flops = self.cost_left.pop(trial.key, 0.0)
+        if row["wall_s"] > 0:  # it ran (a dependency failure did not)
+            self.measured.append((flops, seconds))
+            if row["status"] == "ok" and flops > 0:
                 self.slowest_rate = min(self.slowest_rate, flops / row["wall_s"])
-            eta = self.flops_left / max(self.flops_run, 1.0) * self.seconds / max(1, self.concurrency)
-        else:
-            eta = left * self.seconds / done / max(1, self.concurrency)
-        self.eta_s = eta
+        self.eta_s = self.estimate_left()
         status = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
         metric = f"test {row['test_rel_l2']:.4f}" if row["status"] == "ok" else row["error"][:80]
-        print(
-            f"[{done}/{self.total} done ({status}), {left} running or pending, about {eta / 60:.1f} min left] "
-            f"{trial.name}: {metric}",
-            flush=True,
-        )
+        self.board.line(f"[{self.done}/{self.total} done ({status}), {self._state()}] {trial.name}: {metric}",
+                        self.header())  # fmt: skip
+
+    def header(self) -> str:
+        """The live view's first line."""
+        return f"{self.done}/{self.total} done, {self._state()}"
+
+    def _state(self) -> str:
+        left = self.total - self.done
+        running = min(len(self.started_at), left)
+        eta = self.estimate_left()
+        if left == 0:
+            return "0 running, 0 pending"
+        when = "time left: estimating..." if eta is None else f"about {duration_text(eta)} left"
+        return f"{running} running, {left - running} pending, {when}"
+
+    def estimate_left(self) -> float | None:
+        """Seconds until the last trial ends (see the class); None before any was measured."""
+        left = self.total - self.done
+        if left <= 0:
+            return 0.0
+        if not self.measured:
+            return None
+        now = time.monotonic()
+        if self.cost is not None:
+            a, b = fit_trial_times(self.measured)
+            waiting = sum(a + b * f for k, f in self.cost_left.items() if k not in self.started_at)
+            running = [a + b * self.cost_left.get(k, 0.0) - (now - t) for k, t in self.started_at.items()]
+        else:
+            mean = sum(s for _, s in self.measured) / len(self.measured)
+            waiting = max(0, left - len(self.started_at)) * mean
+            running = [mean - (now - t) for t in self.started_at.values()]
+        running = [max(r, 0.0) for r in running]
+        slots = max(1, min(self.concurrency, left))
+        return max((waiting + sum(running)) / slots, max(running, default=0.0), 1.0)
+
+
+def fit_trial_times(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """(a, b) of seconds = a + b x FLOPs, least squares with a, b >= 0, over (FLOPs, seconds)
+    points. One point, or points of equal FLOPs, give the rate alone (a = 0) where FLOPs
+    are positive, else the overhead alone."""
+    n = len(points)
+    mean_f = sum(f for f, _ in points) / n
+    mean_t = sum(t for _, t in points) / n
+    spread = sum((f - mean_f) ** 2 for f, _ in points)
+    if spread <= 0:
+        return (0.0, mean_t / mean_f) if mean_f > 0 else (mean_t, 0.0)
+    b = sum((f - mean_f) * (t - mean_t) for f, t in points) / spread
+    a = mean_t - b * mean_f
+    if b < 0:  # time does not grow with FLOPs here: an overhead per trial
+        return mean_t, 0.0
+    if a < 0:  # through the origin
+        return 0.0, sum(f * t for f, t in points) / sum(f * f for f, _ in points)
+    return a, b
 
 
 @dataclass
@@ -415,13 +500,25 @@ class RowWriterCallback:
                 self.planned_of, self.recorder, self.order = planned_of, recorder, order
 
             def on_trial_start(self, iteration, trials, trial, **info):
+                planned = self.planned_of(trial)
+                self.recorder.progress.started(planned)
                 if self.recorder.metrics is not None:
-                    self.recorder.metrics.trial_started(self.planned_of(trial).key)
+                    self.recorder.metrics.trial_started(planned.key)
+
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                self.recorder.progress.reported(self.planned_of(trial), result)
+
+            def on_trial_recover(self, iteration, trials, trial, **info):
+                self.recorder.progress.stopped_running(self.planned_of(trial))  # it starts again
+
+            def on_step_end(self, iteration, trials, **info):
+                self.recorder.progress.tick()
 
             def on_trial_complete(self, iteration, trials, trial, **info):
                 last = trial.last_result or {}
                 result = last.get("trial_result")
                 if result is None and self.recorder.stopping:
+                    self.recorder.progress.stopped_running(self.planned_of(trial))
                     return  # cut short by an interrupt: no row, so the next run runs it again
                 if result is not None:
                     self.recorder.record(self.planned_of(trial), result)
@@ -443,6 +540,7 @@ class RowWriterCallback:
                 failure = failure_class(error)
                 order, spec = self.order, trial.config["trial"]
                 if order is not None and failure == "out of memory" and order.retry_larger(planned, spec):
+                    self.recorder.progress.stopped_running(planned)
                     return  # given back to the order at twice the share: no row yet
                 self.recorder.record(planned, None, error.splitlines()[-1][:2000], failure)
                 if order is not None:
@@ -628,6 +726,7 @@ def run_trials(
     interrupt: Interrupt | None = None,
     on_row: Callable[[], None] | None = None,
     halted: Callable[[], str] | None = None,
+    stopwatch: Stopwatch | None = None,
 ) -> Counter:
     """Run the ``trials`` that have no row yet (or a failure a re-run retries) as one
     stream; return the status counts of this run.
@@ -635,7 +734,7 @@ def run_trials(
     ``interrupt`` (``fno_sweeps.interrupt``): once requested, Tune stops the running
     trials (they get no row). ``halted()``: once it returns a reason, no further trial
     starts and the running ones finish with their rows. ``on_row``: called after each
-    row is written.
+    row is written. ``stopwatch``: says when the first trial starts.
     """
     sweep_dir = location(sweep_dir)
     results_dir = sweep_dir / "results"
@@ -644,12 +743,15 @@ def run_trials(
     pending = [t for t in trials if t.key not in done]
     cost = {t.key: trial_flops(t) for t in pending}
     slots = LiveSlots(settings, min((settings.gpu_share(t) for t in pending), default=0.0))
-    progress = Progress(len(pending), slots(), cost)
+    progress = Progress(len(pending), slots(), cost, stopwatch)
     slots.progress = progress
+    if stopwatch is not None and pending:
+        stopwatch.say(f"handing {len(pending)} trials to Ray Tune, {slots()} at once; the first starts with its worker")
     recorder = Recorder(results_dir, sweep, progress, interrupt, on_row, SweepMetrics(sweep, len(pending)))
     try:
         _run_stream(pending, status, sweep, sweep_dir, settings, recorder, slots, halted)
     finally:
+        progress.close()
         recorder.compact()
     return recorder.progress.counts
 
@@ -755,15 +857,35 @@ def _run_stream(pending, status, sweep, sweep_dir, settings, recorder, slots: Li
     )
     # With a custom searcher Tune keeps one trial pending at a time unless told otherwise
     # (it would start trials one by one); the order already caps trials in flight.
-    previous = os.environ.get("TUNE_MAX_PENDING_TRIALS_PG")
-    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(max(16, slots()))
-    try:
+    with environment(TUNE_MAX_PENDING_TRIALS_PG=str(max(16, slots())), **tune_output(settings.verbose)):
         tuner.fit()
+
+
+@contextlib.contextmanager
+def environment(**values: str | None) -> Iterator[None]:
+    """Environment variables set (None: removed) for the block, restored after."""
+    previous = {name: os.environ.get(name) for name in values}
+
+    def put(items) -> None:
+        for name, value in items:
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    put(values.items())
+    try:
+        yield
     finally:
-        if previous is None:
-            os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)
-        else:
-            os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = previous
+        put(previous.items())
+
+
+def tune_output(verbose: int) -> dict[str, str | None]:
+    """The environment of ``Tuner.fit`` for Tune's own console output: at --verbose 0 none.
+    Tune's newer output engine prints its configuration box (search algorithm, scheduler,
+    number of trials) at every verbosity, the older one nothing at verbosity 0, so that
+    one is used then; from --verbose 1, the newer one, as Tune prints by default."""
+    return {"RAY_AIR_NEW_OUTPUT": "0" if verbose == 0 else os.environ.get("RAY_AIR_NEW_OUTPUT")}
 
 
 def _prepare(pending, running_pretrains, status, sweep_dir, settings, recorder):

@@ -1,4 +1,4 @@
-"""Run a scaling-and-transfer study: `python sweeps/scaling.py [--preset cpu] [--cluster] ...`.
+"""Run a scaling-and-transfer study: `fno-sweep [--preset cpu] [--cluster] ...` (or `python sweeps/scaling.py`).
 
 With no arguments: the `cpu` preset on a local Ray instance started for the run
 (bound to 127.0.0.1, token authentication on), results under out/cpu/results/.
@@ -9,34 +9,53 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import tempfile
 import time
 
-from fno.config import parse_overrides
 from fno.results import finished_keys
 from fno.storage import Location
 from fno_sweeps.cluster import (
     add_ray_arguments,
+    check_cluster,
+    check_flags,
+    check_local_resources,
     check_resources,
     check_writable,
     continue_command,
     destination_flag,
+    first_missing,
     in_ray_job,
     output_base,
+    parse_checked,
+    parse_set_flags,
+    prog,
+    refuse,
+    remove_if_empty,
     run_settings,
     start_ray,
 )
 from fno_sweeps.grid import Preset, estimate_flops, expand
 from fno_sweeps.interrupt import Interrupt
 from fno_sweeps.lease import Lease, LeaseHeldError
-from fno_sweeps.live import DEFAULT_EVERY_S, LiveReport
-from fno_sweeps.manifest import StudyChangedError, check_study, record_study
-from fno_sweeps.runner import run_trials
+from fno_sweeps.live import DEFAULT_EVERY_S, LiveReport, Stopwatch
+from fno_sweeps.manifest import MANIFEST_NAME, StudyChangedError, check_study, record_study
+from fno_sweeps.runner import RunSettings, run_trials
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of trials at once, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 trial at once, got {value}")
+    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python sweeps/scaling.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog(SCRIPT), description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="cpu", help="preset name in sweeps/presets/ or a TOML path (default cpu)")
     p.add_argument(
         "--set",
@@ -45,21 +64,30 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="override a preset field: --set n_train=[16,64] --set pretrain.steps=200",
     )
-    p.add_argument("--out", default="out", help="results go to OUT/SWEEP/ (default ./out)")
+    p.add_argument("--out", default=None, help="results go to OUT/SWEEP/ (default ./out)")
     p.add_argument("--sweep", default=None, help="sweep name (default: the preset's name)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and a compute estimate; run nothing")
     p.add_argument(
         "--throughput",
         type=float,
         default=None,
-        help="sustained FLOP/s per trial for --dry-run's time estimate (default: measured here)",
+        help="--dry-run: estimate each trial's time from its FLOPs at this sustained FLOP/s per trial (default: "
+        "time a few steps of each planned model, batch and grid on the device trials use; docs/sweeps.md)",
+    )
+    p.add_argument(
+        "--slots",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="--dry-run: trials at once for the wall-clock estimate, e.g. a cluster not yet at hand (default: this "
+        "machine's CPUs or GPUs per trial, or the cluster's with --cluster)",
     )
     p.add_argument("--retry-failed", action="store_true", help="run trials recorded as failed again")
     p.add_argument("--no-report", action="store_true", help="skip report.html and summary.md (during and at the end)")
     p.add_argument(
         "--report-every",
         type=float,
-        default=DEFAULT_EVERY_S,
+        default=None,
         metavar="SECONDS",
         help=f"rewrite the report while the sweep runs, at most this often (default {DEFAULT_EVERY_S:g}; 0: at the "
         "end only)",
@@ -70,12 +98,27 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="run even though another driver holds this sweep's lease (only if that driver is dead)",
     )
     add_ray_arguments(p)
-    return p.parse_args(argv)
+    return parse_checked(p, argv, _check_args)
+
+
+SCRIPT = "sweeps/scaling.py"  # this entry point (fno_sweeps.cluster.ENTRY_POINTS)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """The flags on their own (fno_sweeps.cluster.check_flags) and the report's; sets the
+    report's default interval."""
+    check_flags(args)
+    every = args.report_every
+    if args.no_report and every is not None:
+        raise ValueError(f"--no-report and --report-every {every:g} contradict each other: --no-report writes none")
+    if every is not None and not (every >= 0 and every != float("inf")):
+        raise ValueError(f"--report-every must be a number of seconds >= 0 (0: only at the end), got {every:g}")
+    args.report_every = DEFAULT_EVERY_S if every is None else every
 
 
 def plan(args: argparse.Namespace):
     """Load and validate everything; fails with a named field before Ray starts."""
-    preset = Preset.load(args.preset, parse_overrides(args.set))
+    preset = Preset.load(args.preset, parse_set_flags(args.set))
     trials = expand(preset)
     sweep = args.sweep or preset.name
     base = output_base(args)
@@ -85,7 +128,18 @@ def plan(args: argparse.Namespace):
     return preset, trials, sweep, base / sweep
 
 
-def print_plan(preset, trials, sweep_dir: Location, throughput: float | None, settings=None) -> None:
+def print_plan(
+    preset,
+    trials,
+    sweep_dir: Location,
+    throughput: float | None,
+    settings: RunSettings | None = None,
+    slots: int | None = None,
+    resources: tuple[float, float, str] | None = None,
+) -> None:
+    """The plan: its grid, its stages, each trial's GPU request, and the estimate of its
+    time (trial-hours, wall-clock on ``slots`` trials at once, else on ``resources``:
+    CPUs, GPUs and where they were read, default this machine's; fno_sweeps.estimate)."""
     from collections import Counter
 
     done = finished_keys(sweep_dir / "results")
@@ -114,17 +168,92 @@ def print_plan(preset, trials, sweep_dir: Location, throughput: float | None, se
         listed = ", ".join(f"{share:.3g} GPU for {count}" for share, count in sorted(shares.items()))
         rule = "by the memory rule, fno.memory" if settings.gpus_per_trial is None else "fixed"
         print(f"  GPU requests ({rule}): {listed}")
-    flops = estimate_flops(pending)
-    on_gpu = settings is not None and settings.gpus_per_trial != 0
-    rate = throughput or _measure_throughput("cuda" if on_gpu else "cpu")
-    if rate is None:
-        print(f"  compute to run: {flops:.3g} FLOP (no GPU here to measure a rate on: pass --throughput)")
+    print(f"  compute to run: {estimate_flops(pending):.3g} FLOP (training steps and evaluation passes)")
+    if pending:
+        _print_estimate(pending, throughput, settings or RunSettings(), slots, resources)
+
+
+def _print_estimate(pending, throughput: float | None, settings: RunSettings, slots: int | None, resources) -> None:
+    """The time lines of the plan (fno_sweeps.estimate does the arithmetic)."""
+    from fno_sweeps import estimate as est
+
+    on_gpu = settings.gpus_per_trial != 0
+    cost, basis = _measure_throughput(pending, "cuda" if on_gpu else "cpu", settings, throughput)
+    if cost is None:  # GPU trials, no GPU here and no --throughput
+        ref = est.reference_gpu(pending, slots=slots)
+        print(
+            f"  time to run: no GPU here to measure a rate on: pass --throughput for your GPU's; on one "
+            f"{est.REFERENCE_GPU} at the measured {est.REFERENCE_GPU_RATE:.3g} FLOP/s per trial (docs/gpu.md): "
+            f"{est.hours_text(ref.trial_hours)} trial-hours, {est.duration_text(ref.wall_clock_s)} wall-clock at "
+            f"{ref.slots} trials at once"
+        )
         return
-    where = "GPU" if on_gpu else "CPU"
+    cpus, gpus, where = resources or _local_resources(None, None)
+    if on_gpu and not gpus:
+        gpus, where = 1.0, "no GPU here, one assumed"
+    smallest = min(settings.gpu_share(t) for t in pending) if on_gpu else 0.0
+    n_slots = slots or est.local_slots(cpus, settings.cpus_per_trial, gpus if on_gpu else 0.0, smallest,
+                                       settings.concurrency)  # fmt: skip
+    result = est.estimate(pending, cost, n_slots)
+    parts = ", ".join(f"{k} {est.hours_text(v)}" for k, v in result.hours_by_part().items())
+    modes = ", ".join(f"{k} {est.hours_text(v)}" for k, v in result.hours_by_mode().items())
+    print(f"  time to run: {est.hours_text(result.trial_hours)} trial-hours ({basis}); {parts}; by mode: {modes}")
+    if slots:
+        held = "--slots"
+    else:
+        per = f"--cpus-per-trial {settings.cpus_per_trial:g}" + (f", {smallest:.3g} GPU per trial" if on_gpu else "")
+        held = f"{where}: {cpus:g} CPUs" + (f", {gpus:g} GPUs" if on_gpu else "") + f" at {per}"
+        held += f", --concurrency {settings.concurrency}" if settings.concurrency else ""
     print(
-        f"  compute to run: {flops:.3g} FLOP; at {rate:.3g} FLOP/s per trial ({where}, measured here unless "
-        f"--throughput): {flops / rate / 3600:.2f} trial-hours"
+        f"  wall-clock: {est.duration_text(result.wall_clock_s)} on {n_slots} slots ({held}; Ray's start and stop "
+        "included)"
     )
+    if not on_gpu and result.wall_clock_s > est.CPU_PLAN_TOO_LONG_S:
+        ref = est.reference_gpu(pending, slots=slots)
+        print(
+            f"  too long for CPUs; on one {est.REFERENCE_GPU} at the measured {est.REFERENCE_GPU_RATE:.3g} FLOP/s per "
+            f"trial (docs/gpu.md): {est.hours_text(ref.trial_hours)} trial-hours, "
+            f"{est.duration_text(ref.wall_clock_s)} wall-clock at {ref.slots} trials at once (GPU trials: "
+            "--gpus-per-trial; another rate: --throughput)"
+        )
+
+
+def _plan_resources(args: argparse.Namespace) -> tuple[float, float, str]:
+    """The CPUs and GPUs a run of these flags would have: the cluster's with --cluster, else local."""
+    return _cluster_resources(args.address) if args.cluster else _local_resources(args.num_cpus, args.num_gpus)
+
+
+def _local_resources(num_cpus: int | None, num_gpus: int | None) -> tuple[float, float, str]:
+    """CPUs and GPUs a local Ray instance would offer (--num-cpus / --num-gpus, else this machine's)."""
+    import torch
+
+    cpus = num_cpus if num_cpus is not None else os.cpu_count() or 1
+    gpus = num_gpus if num_gpus is not None else torch.cuda.device_count()
+    return float(cpus), float(gpus), "this machine"
+
+
+def _cluster_resources(address: str | None) -> tuple[float, float, str]:
+    """The CPUs and GPUs of the Ray cluster at ``address`` (--address, $RAY_ADDRESS, else auto):
+    the driver joins it, reads them and leaves; it starts nothing there."""
+    import ray
+
+    from fno_sweeps.cluster import check_head_reachable
+
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    address = address or os.environ.get("RAY_ADDRESS") or "auto"
+    check_head_reachable(address)
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except ConnectionError as err:
+        raise SystemExit(
+            f"error: --cluster: cannot join the Ray cluster at {address} to read its slots ({err}); check its token, "
+            "or plan without it: --slots N"
+        ) from None
+    try:
+        total = ray.cluster_resources()
+    finally:
+        ray.shutdown()
+    return total.get("CPU", 0.0), total.get("GPU", 0.0), f"the cluster at {address}"
 
 
 def _budget_text(config) -> str:
@@ -136,50 +265,44 @@ def _budget_text(config) -> str:
     return f"{config.epochs:g} epochs at batch min({config.batch_size}, N){bounds}"
 
 
-def _measure_throughput(device: str = "cpu") -> float | None:
-    """Sustained training FLOP/s of one FNO step on this machine's CPU or GPU (a rough
-    scale: a small model on the CPU, a mid-sized one at 64 x 64 on the GPU); None where
-    a GPU rate is asked for and this machine has none."""
+def _measure_throughput(pending, device: str, settings: RunSettings, throughput: float | None = None):
+    """How the estimate times a step, and its basis in words: ``throughput`` (FLOP/s per
+    trial) if given; else a few timed steps of every planned shape on ``device`` at the
+    trials' threads (4 to 10 s for the cpu and study presets on 2 cores, at most 10 s),
+    kept a day in fno_sweeps.estimate.step_cache_path() so that a second dry run
+    times only new shapes. (None, reason) for GPU trials on a machine without a GPU."""
     import torch
 
-    from fno.model import FNO2d
-    from fno.train import make_optimizer
+    from fno_sweeps import estimate as est
 
+    if throughput is not None:
+        return est.FlopRate(throughput), f"their FLOPs at {throughput:.3g} FLOP/s per trial, --throughput"
     if device == "cuda" and not torch.cuda.is_available():
-        return None
-    width, modes, n, batch = (16, 6, 32, 16) if device == "cpu" else (64, 16, 64, 64)
-    model = FNO2d(4, 1, width, modes).to(device)
-    optimizer = make_optimizer(model, lr=1e-3)  # as trials train
-    x, y = torch.randn(batch, 4, n, n, device=device), torch.randn(batch, 1, n, n, device=device)
-
-    def step() -> None:
-        optimizer.zero_grad()
-        torch.nn.functional.mse_loss(model(x), y).backward()
-        optimizer.step()
-
-    step()  # warm-up: kernels, FFT plans
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start, steps = time.perf_counter(), 0
-    while time.perf_counter() - start < 1.0:
-        step()
-        steps += 1
-        if device == "cuda":
-            torch.cuda.synchronize()
-    return 3 * batch * steps * model.config.flops_per_sample(n) / (time.perf_counter() - start)
+        return None, "no GPU here"
+    threads = max(1, int(settings.cpus_per_trial))  # as the runner gives each trial
+    shapes = est.plan_shapes(pending)
+    measured = est.cached_measure_steps(shapes, device, threads)
+    where = torch.cuda.get_device_name() if device == "cuda" else f"this CPU, {threads} thread{'s' * (threads > 1)}"
+    basis = f"steps timed here on {where}: {measured.timed - measured.cached} shapes in {measured.elapsed_s:.1f} s"
+    if measured.cached:
+        basis += f", {measured.cached} timed in the last day ({est.step_cache_path()})"
+    if measured.timed < len(shapes):
+        basis += f", {len(shapes) - measured.timed} more extrapolated"
+    return measured, basis
 
 
 def main(argv=None) -> int:
+    clock = Stopwatch()
     args = parse_args(argv)
     try:
         preset, trials, sweep, sweep_dir = plan(args)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return refuse(prog(SCRIPT), str(err))
     if args.dry_run:
         try:
             print("\n".join(check_study(sweep_dir, preset, dry_run=True).lines))  # the verdict; writes nothing
-            print_plan(preset, trials, sweep_dir, args.throughput, run_settings(args))
+            resources = None if args.slots else _plan_resources(args)
+            print_plan(preset, trials, sweep_dir, args.throughput, run_settings(args), args.slots, resources)
         except ValueError as err:  # another study in this folder, or an unreadable manifest
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -187,25 +310,47 @@ def main(argv=None) -> int:
             print(f"error: {destination_flag(args)}: cannot read the sweep folder {sweep_dir} ({err})", file=sys.stderr)
             return 2
         return 0
+    if args.slots:
+        return refuse(prog(SCRIPT), "--slots plans a --dry-run's wall-clock; a run takes its slots from Ray (limit "
+                      "them with --concurrency)")  # fmt: skip
+    try:  # what can be known before Ray starts and before anything is written
+        check_local_resources(args)
+        check_cluster(args)
+    except ValueError as err:
+        return refuse(prog(SCRIPT), str(err))
+    clock.say(f"plan: {len(trials)} trials; results in {sweep_dir}")
+    created = first_missing(sweep_dir)
+    try:
+        return _hold_and_run(args, argv, preset, trials, sweep, sweep_dir, clock)
+    finally:
+        remove_if_empty(sweep_dir, created)  # a run refused or failed before any trial leaves no folder
+
+
+def _hold_and_run(args, argv, preset, trials, sweep: str, sweep_dir: Location, clock: Stopwatch) -> int:
+    """Check the folder, take its lease, run; a refusal exits 2 naming its cause."""
     try:
         check_writable(sweep_dir, destination_flag(args))
         check_study(sweep_dir, preset)  # another study in this folder: refused before the lease, nothing written
         live = LiveReport(sweep_dir, 0 if args.no_report else args.report_every)
-        lease = Lease(sweep_dir, continue_command("sweeps/scaling.py", argv), take_over=args.take_over)
+        lease = Lease(sweep_dir, continue_command(SCRIPT, argv), take_over=args.take_over)
         lease.acquire()
     except (ValueError, LeaseHeldError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return refuse(prog(SCRIPT), str(err))
+    manifest = sweep_dir / MANIFEST_NAME
+    first = not manifest.exists()
     try:
         record_study(sweep_dir, preset)  # checked again, now that this driver holds the folder; then written
         if in_ray_job():
             # Ray removes the job's working directory as soon as the job is stopped, while this
             # driver still stops its trials; out of it, nothing the driver does needs it.
             os.chdir(sweep_dir.local if sweep_dir.is_local else tempfile.gettempdir())
-        return _run(args, argv, trials, sweep, sweep_dir, live, lease)
+        return _run(args, argv, trials, sweep, sweep_dir, live, lease, clock)
     except StudyChangedError as err:  # another driver changed the study meanwhile
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return refuse(prog(SCRIPT), str(err))
+    except BaseException:  # Ray did not start (a head that refused the driver ...): no study began here
+        if first and not (sweep_dir / "results").exists():
+            manifest.delete()
+        raise
     finally:
         live.close()
         lease.release()
@@ -215,7 +360,7 @@ EXIT_FAILED_TRIALS = 1  # the sweep ran to its end, and some trials failed
 EXIT_LEASE_LOST = 3  # another driver took this sweep's folder (or its lease could not be renewed)
 
 
-def _run(args, argv, trials, sweep: str, sweep_dir: Location, live: LiveReport, lease: Lease) -> int:
+def _run(args, argv, trials, sweep: str, sweep_dir: Location, live: LiveReport, lease: Lease, clock: Stopwatch) -> int:
     """The sweep itself, once its folder is writable and this driver holds it. Exits 0
     when every trial has an ok (or diverged) row, EXIT_FAILED_TRIALS when some failed,
     EXIT_LEASE_LOST when the lease was lost (no trial started after that)."""
@@ -227,11 +372,11 @@ def _run(args, argv, trials, sweep: str, sweep_dir: Location, live: LiveReport, 
         if not args.no_report:
             write_sweep_report(sweep_dir)
         return 0
-    start_ray(args)
-    check_resources(args)
-    settings = run_settings(args, retry_failed=args.retry_failed)
     interrupt = Interrupt()
     try:
+        start_ray(args, say=clock.say)
+        check_resources(args)
+        settings = run_settings(args, retry_failed=args.retry_failed)
         with interrupt:
             counts = run_trials(
                 trials,
@@ -241,8 +386,9 @@ def _run(args, argv, trials, sweep: str, sweep_dir: Location, live: LiveReport, 
                 interrupt=interrupt,
                 on_row=live.maybe_refresh,
                 halted=lambda: lease.lost_reason if lease.lost else "",
+                stopwatch=clock,
             )
-    except KeyboardInterrupt:  # a second signal: out at once
+    except KeyboardInterrupt:  # Ctrl-C while Ray starts, or a second signal: out at once
         counts = None
     finally:
         import ray
@@ -253,7 +399,7 @@ def _run(args, argv, trials, sweep: str, sweep_dir: Location, live: LiveReport, 
         ran = "" if counts is None else f"ran {sum(counts.values())} trials ({_counts_text(counts)}), "
         print(
             f"sweep {sweep} interrupted: {ran}{left} of {len(trials)} trials left; results so far: "
-            f"{sweep_dir / 'results'}\ncontinue with: {continue_command('sweeps/scaling.py', argv)}",
+            f"{sweep_dir / 'results'}\ncontinue with: {continue_command(SCRIPT, argv)}",
             file=sys.stderr,
         )
         return interrupt.exit_code
@@ -297,7 +443,7 @@ def print_failures(sweep_dir: Location, trials, argv) -> None:
     retried = failed["failure"].isin(RETRIED_FAILURES).sum()
     print(
         f"the same command runs the {retried} failures of classes {', '.join(RETRIED_FAILURES)} again; "
-        f"add --retry-failed to run every failed trial again: {continue_command('sweeps/scaling.py', argv)}",
+        f"add --retry-failed to run every failed trial again: {continue_command(SCRIPT, argv)}",
         file=sys.stderr,
     )
 
@@ -313,7 +459,7 @@ def write_sweep_report(sweep_dir: Location) -> None:
     try:
         html_path, md_path = write_report(sweep_dir)
     except (ValueError, FileNotFoundError, OSError) as err:
-        print(f"report not written: {err}; run `python analysis/report.py {sweep_dir}` to retry", file=sys.stderr)
+        print(f"report not written: {err}; run `fno-report {shlex.quote(str(sweep_dir))}` to retry", file=sys.stderr)
         return
     print(f"report: {html_path} (self-contained; open in a browser)\nsummary: {md_path}")
 

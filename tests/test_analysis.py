@@ -142,15 +142,28 @@ def _sweep_table():
     return pd.concat([*frames, pd.DataFrame(bad)], ignore_index=True)
 
 
+def _figure(report, title: str):
+    return next(fig for t, _, fig in report.figures if t.startswith(title))
+
+
 def test_report_figures_hold_the_tables_data():
     from fno_analysis.report import build_report
 
     df = _sweep_table()
     report = build_report(df, n_boot=50)
-    titles = [title for title, _, _ in report.figures]
-    # One family: error vs N by size, across shifts, size trend, the transfer law (two sizes), health
-    # (no mixture figure, no surface with two sizes, no compute figure without FLOP counts).
-    assert len(titles) == 5 and titles[3] == "The transfer law" and titles[-1] == "Sweep health"
+    titles = [title.split(" (")[0] for title, _, _ in report.figures]
+    # One family, in page order: error vs N by size and across shifts, gain and exponents vs size, error by
+    # shift, the transfer law (two sizes), health (no surface with two sizes, no compute figure without FLOP
+    # counts, no validation curves recorded).
+    assert titles == [
+        "Test error vs N by model size",
+        "Test error vs N across physics shifts",
+        "Data-efficiency gain vs model size",
+        "Fitted exponents vs model size",
+        "Zero-shot and fine-tuned error by shift",
+        "The transfer law",
+        "Sweep health",
+    ]
     points = report.points
     fig = report.figures[0][2]
     for trace in fig.data:
@@ -180,20 +193,34 @@ def test_report_figures_hold_the_tables_data():
             & (points["n_params"] == meta["n_params"])
         ].sort_values("n_train")
         assert np.allclose(trace.y, expected["test_rel_l2"])
-    trend = report.figures[2][2]
+    trend = _figure(report, "Data-efficiency gain vs model size")
     assert (report.gains["verdict"] == "measured").all()
     gains = report.gains.set_index(["shift", "n_params"])["gain"]
     gain_traces = [t for t in trend.data if t.meta["kind"] == "gain"]
     assert len(gain_traces) == 2  # one per shift
     for trace in gain_traces:
         assert np.allclose(trace.y, [gains[(trace.meta["shift"], n)] for n in trace.x])
+    assert trend.layout.legend.x > 1 and trend.layout.height >= 400  # the legend right of the axes; tall panels
     exponents = report.fits.set_index(["shift", "mode", "n_params"])["b"]
-    for trace in (t for t in trend.data if t.meta["kind"] == "exponent"):
+    exponent_traces = [t for t in _figure(report, "Fitted exponents").data if t.meta["kind"] == "exponent"]
+    assert len(exponent_traces) == 4  # scratch and fine-tune, two shifts
+    for trace in exponent_traces:
         assert np.allclose(trace.y, [exponents[(trace.meta["shift"], trace.meta["mode"], n)] for n in trace.x])
+    largest = points[points["n_params"] == points["n_params"].max()]
+    for trace in _figure(report, "Zero-shot and fine-tuned error by shift").data:
+        meta = trace.meta
+        here = largest[(largest["mode"] == meta["mode"]) & (largest["pretrain_family"] == meta["pretrain_family"])]
+        if meta["n"] != "":
+            n = here.groupby("shift")["n_train"].transform(meta["n"])
+            here = here[here["n_train"] == n]
+        expected = here.set_index("shift").loc[list(trace.x), "test_rel_l2"]
+        assert list(trace.x) == ["none", "moderate"] and np.allclose(trace.y, expected)
     health = report.figures[-1][2]
     by_status = {t.meta["status"]: sum(t.y) for t in health.data if t.meta["kind"] == "status"}
     assert by_status == df["status"].value_counts().to_dict()
     assert any("mixed vs single" in note for note in report.notes)  # no mixture in this sweep
+    signatures = [{(t.name, str(t.x), str(t.y)) for t in fig.data} for _, _, fig in report.figures]
+    assert all(a != b for i, a in enumerate(signatures) for b in signatures[:i])  # no figure twice
 
 
 def test_report_writes_a_self_contained_html_file_and_a_summary(tmp_path):
@@ -204,12 +231,22 @@ def test_report_writes_a_self_contained_html_file_and_a_summary(tmp_path):
     _sweep_table().to_parquet(sweep / "results" / "all.parquet")
     assert main([str(sweep), "--n-boot", "50"]) == 0
     page = (sweep / "report.html").read_text()
-    assert page.count("Plotly.newPlot") == 5 and "<script src=" not in page  # plotly.js inline, no CDN
+    assert page.count("Plotly.newPlot") == 7 and "<script src=" not in page  # plotly.js inline, no CDN
     assert "out of memory" in page and "non-finite training loss" in page
+    # Bottom line first: the answer and the claims, the contents, the figures, the checks, then the tables.
+    order = ["id='bottom-line'", "<table class='claims'>", "id='contents'", "id='figures'", "id='trust'"]
+    order += ["id='tables'", "id='claim-1'"]
+    assert [page.index(mark) for mark in order] == sorted(page.index(mark) for mark in order)
+    assert "Does pre-training beat training from scratch here?" in page
     summary = (sweep / "summary.md").read_text()
-    assert "## Fits" in summary and "## Data-efficiency gains" in summary and "| finetune |" in summary
-    assert summary.index("## What this sweep answers") < summary.index("## Can these numbers be trusted?")
-    assert "What this sweep answers" in page and "Can these numbers be trusted?" in page
+    assert summary.index("## Bottom line") < summary.index("### The paper's claims")
+    assert summary.index("### The paper's claims") < summary.index("## Can these numbers be trusted?")
+    assert len(summary.splitlines()) <= 150 and "(details.md#claim-1)" in summary
+    claims = [line for line in summary.splitlines() if line.startswith("| [")]
+    assert len(claims) == 4 and all(len(cell) <= 320 for line in claims for cell in line.split(" | "))
+    details = (sweep / "details.md").read_text()
+    assert "### Fits" in details and "### Data-efficiency gains" in details and "| finetune |" in details
+    assert '<a id="claim-2"></a>' in details and "Evidence:" in details
 
 
 def test_report_refuses_a_table_without_required_columns(tmp_path, capsys):

@@ -56,7 +56,8 @@ def _args(**kw) -> argparse.Namespace:
         ({"bf16": True}, "apply to GPU trials"),
         ({"gpus_per_trial": 1.5}, "a trial trains on one GPU"),
         ({"gpus_per_trial": 2.0}, "a trial trains on one GPU"),
-        ({"gpus_per_trial": 0.5, "gpu_memory_gib": -1.0}, "--gpu-memory-gib must be > 0"),
+        ({"gpus_per_trial": None, "gpu_memory_gib": -1.0}, "--gpu-memory-gib must be > 0"),
+        ({"gpus_per_trial": 0.5, "gpu_memory_gib": 80.0}, "--gpu-memory-gib applies to --gpus-per-trial auto"),
     ],
 )
 def test_contradictory_device_flags_are_refused(kw, match):

@@ -95,7 +95,7 @@ def test_the_report_shows_the_laws_and_reports_the_transfer_exponent_beside_clai
     # fit leaves censored sizes out); the law's beta is reported beside it.
     assert "slope of log gain" in claim["statement"]
     assert any(answer.startswith("Transfer law") for answer in report.findings.answers)
-    heading, _, tables = text_sections(report)[-1]
+    heading, _, tables = next(section for section in text_sections(report) if section[0].startswith("Scaling laws"))
     assert heading.startswith("Scaling laws") and {name for name, _ in tables} >= {"Surfaces", "Transfer law"}
     surface_fig = next(fig for t, _, fig in report.figures if t.startswith("Scaling surface"))
     scratch = report.surfaces[report.surfaces["mode"] == "scratch"].iloc[0]

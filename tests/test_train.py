@@ -54,7 +54,9 @@ def test_zeroshot_is_worse_under_shift(pretrained):
 def test_checkpoint_round_trip(pretrained):
     model, norm, checkpoint = train.load_checkpoint(pretrained.checkpoint)
     assert checkpoint["format"] == train.CHECKPOINT_FORMAT and checkpoint["version"] == train.CHECKPOINT_VERSION
-    assert checkpoint["model_config"] == {"in_channels": 4, "out_channels": 1, "width": 12, "modes": 6, "layers": 4}
+    assert checkpoint["model_config"] == {
+        "in_channels": 4, "out_channels": 1, "width": 12, "modes": 6, "layers": 4, "padding": 0.0, "coords": False
+    }  # fmt: skip
     assert checkpoint["data_spec"]["family"] == "poisson" and checkpoint["best_step"] == pretrained.best_step
     fields = train.load_fields(tiny(mode="pretrain").data_spec("test"))
     assert train.evaluate(model, norm, fields, 16) == pytest.approx(pretrained.test_rel_l2, rel=1e-5)
@@ -105,7 +107,7 @@ def test_mismatched_checkpoints_are_refused(pretrained, tmp_path):
         ({"mode": "scratch", "pretrained": "x.pt"}, "pretrained must be unset"),
         ({"n_train": 0}, "n_train must be an integer >= 1, got 0"),
         ({"n_train": -4}, "n_train must be an integer >= 1"),
-        ({"lr": 0.0}, "need lr > 0"),
+        ({"lr": 0.0}, "lr must be > 0, got 0.0"),
         ({"lr": float("nan")}, "lr must be a finite number"),
         ({"modes": 17}, "modes=17 is too many for a 32 x 32 grid"),
         ({"family": "burgers"}, "family must be one of"),

@@ -17,16 +17,25 @@ the solution u. Array axis -2 is x, axis -1 is y. In memory and in the cache a s
 kept compact (``Fields``: f, u and one coefficient vector per sample); the constant
 planes are materialised only when inputs are asked for.
 
+A user's own dataset (HDF5, NumPy, PyTorch files) is described by an
+``ExternalDataset`` (a preset's ``[datasets.NAME]``), checked and digested by
+``check_external`` before any training, and read a split at a time by ``load_split``,
+as the same ``Fields`` with channel axes (docs/data.md, "Your own data").
+
 CLI: ``python -m fno.data generate ...`` writes a dataset folder; ``python -m fno.data
-check DIR`` re-verifies the PDE residuals of one.
+check DIR`` re-verifies the PDE residuals of one; ``python -m fno.data inspect PATH``
+describes a dataset file and runs a sweep's checks on it.
 
 Modules, one job each: ``spec`` (DatasetSpec), ``generation``, ``cache`` (the node-local
-cache), ``normalization``, ``cli``; the batch type, ``Fields``, is
-``fno.physics.fields.Fields``. Everything public is importable from ``fno.data``.
+cache), ``normalization``, ``external`` (user datasets), ``readers`` (their file formats),
+``cli``; the batch type, ``Fields``, is ``fno.physics.fields.Fields``. Everything public is
+importable from ``fno.data``.
 """
 
 from fno.data.cache import CACHE_ENV, CorruptCacheError, default_cache_dir, load, load_fields
 from fno.data.cli import check_dataset, main
+from fno.data.external import DatasetError, ExternalDataset, Plan, load_split
+from fno.data.external import check as check_external
 from fno.data.generation import default_chunk_size, generate, generate_fields, iter_chunks
 from fno.data.normalization import Normalization
 from fno.data.spec import CHANNEL_LAYOUTS, DATA_VERSION, MIN_RESOLUTION, SPLITS, DatasetSpec
@@ -39,10 +48,14 @@ __all__ = [
     "MIN_RESOLUTION",
     "SPLITS",
     "CorruptCacheError",
+    "DatasetError",
     "DatasetSpec",
+    "ExternalDataset",
     "Fields",
     "Normalization",
+    "Plan",
     "check_dataset",
+    "check_external",
     "default_cache_dir",
     "default_chunk_size",
     "generate",
@@ -50,5 +63,6 @@ __all__ = [
     "iter_chunks",
     "load",
     "load_fields",
+    "load_split",
     "main",
 ]

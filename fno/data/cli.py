@@ -1,5 +1,6 @@
 """``python -m fno.data generate ...`` writes a dataset folder; ``python -m fno.data check
-DIR`` re-verifies the PDE residuals of one."""
+DIR`` re-verifies the PDE residuals of one; ``python -m fno.data inspect PATH ...`` describes
+a dataset file of any supported format and runs a sweep's checks on it."""
 
 from __future__ import annotations
 
@@ -145,6 +146,105 @@ def check_dataset(directory: str | os.PathLike, chunk_size: int = 64) -> dict[st
     return report
 
 
+def _pairs(items: Sequence[str] | None, flag: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ValueError(f"{flag} takes KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def _inspected_dataset(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    """(ExternalDataset, Plan) described by ``inspect``'s flags or ``--preset``/``--dataset``;
+    None when only the arrays are asked for."""
+    from fno.config import load_toml
+    from fno.data.external import ExternalDataset, Plan
+
+    defaults = {"n_train": 256, "n_val": 64, "n_test": 64}
+    if args.preset:
+        data = load_toml(args.preset)
+        tables = data.get("datasets", {})
+        if args.dataset not in tables:
+            raise ValueError(f"--dataset {args.dataset}: {args.preset} declares {sorted(tables) or 'no datasets'}")
+        ds = ExternalDataset.from_dict(args.dataset, tables[args.dataset])
+        n_train = data.get("n_train", [defaults["n_train"]])
+        sizes = {"n_train": max(n_train), "n_val": data.get("n_val", 64), "n_test": data.get("n_test", 64)}
+    elif args.inputs or args.outputs:
+        if not (args.inputs and args.outputs):
+            raise ValueError("inspect: give both --inputs and --outputs to describe a dataset (or neither)")
+        table: dict[str, Any] = {"path": str(args.path), "inputs": args.inputs, "outputs": args.outputs}
+        table["layout"] = args.layout
+        if args.param:
+            table["param"] = args.param
+        shifts = {k: [float(x) for x in v.split(",")] for k, v in _pairs(args.shift, "--shift").items()}
+        if shifts:
+            table["shifts"] = shifts
+        if args.split:
+            table["splits"] = _pairs(args.split, "--split")
+        if args.test_resolution:
+            table["test_resolutions"] = _pairs(args.test_resolution, "--test-resolution")
+        ds = ExternalDataset.from_dict("inspected", table)
+        sizes = dict(defaults)
+    else:
+        return None
+    for name in sizes:
+        if getattr(args, name) is not None:
+            sizes[name] = getattr(args, name)
+    return ds, Plan(sizes["n_train"], sizes["n_val"], sizes["n_test"], ds.shift_names, tuple(args.modes or ()))
+
+
+def inspect(args: argparse.Namespace) -> int:
+    """Print every array of the file, then (with a dataset description) the dataset as a
+    sweep reads it, its splits and param histogram, and the result of a sweep's checks."""
+    from fno.data.external import DatasetError, check, describe, param_histogram, source_paths, split_sizes
+
+    described = _inspected_dataset(args)
+    if described is None and args.path is None:
+        raise ValueError("inspect: give PATH, or --preset FILE --dataset NAME")
+    paths = [args.path] if described is None else source_paths(described[0])
+    for path in paths:
+        print(f"{path}:")
+        for row in describe(path):
+            stats = ""
+            if "nan" in row:
+                stats = f"  range [{row['min']:.4g}, {row['max']:.4g}]  NaN {row['nan']}  inf {row['inf']}"
+            print(f"  {row['array']:<24} {tuple(row['shape'])!s:<22} {row['dtype']:<9}{stats}")
+    if described is None:
+        return 0
+    ds, plan = described
+    try:
+        checked = check(ds, plan)
+    except DatasetError as err:
+        print(f"dataset {ds.name}: checks FAILED", file=sys.stderr)
+        print(str(err), file=sys.stderr)
+        return 1
+    h, w = checked.grid
+    print(
+        f"dataset {checked.name}: grid {h} x {w}; inputs {list(checked.channel_names)} -> {checked.out_channels} "
+        f"output channel(s); digest {checked.digest[:16]}"
+    )
+    for label, (th, tw) in checked.test_grids.items():
+        print(f"  test set at {label}: grid {th} x {tw}")
+    print(f"  splits ({checked.split_rule}), at N = {plan.n_train}, n_val = {plan.n_val}, n_test = {plan.n_test}:")
+    for shift, sizes in split_sizes(checked, plan).items():
+        rng = checked.shift_range(shift) if checked.shifts else None
+        where = f" {checked.param} in [{rng[0]:g}, {rng[1]:g}]" if rng else " every sample"
+        print(
+            f"    {shift:<9}{where}: {sizes['in range']} samples; train {sizes['train']}, val {sizes['val']}, "
+            f"test {sizes['test']}"
+        )
+    histogram = param_histogram(checked)
+    if histogram:
+        peak = max(count for _, _, count in histogram) or 1
+        print(f"  {checked.param} (training data):")
+        for lo, hi, count in histogram:
+            print(f"    [{lo:10.4g}, {hi:10.4g})  {count:6d} {'#' * round(40 * count / peak)}")
+    print("checks passed", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fno.data", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,12 +271,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     gen.add_argument("--out", required=True, type=Path)
     chk = sub.add_parser("check", help="re-verify the PDE residuals of a dataset folder")
     chk.add_argument("directory", type=Path)
+    ins = sub.add_parser(
+        "inspect",
+        help="describe a dataset file (arrays, shapes, dtypes, ranges, NaN/inf) and, given its fields, run a "
+        "sweep's checks on it",
+    )
+    ins.add_argument("path", nargs="?", help="a .h5, .hdf5, .npz, .npy, .pt or .pth file, or a folder of .npy files")
+    ins.add_argument("--inputs", nargs="+", help="input array name(s)")
+    ins.add_argument("--outputs", nargs="+", help="output array name(s)")
+    ins.add_argument("--layout", default="NHW", help="NHW, NCHW or NHWC (of 4-D arrays)")
+    ins.add_argument("--param", help="the per-sample parameter array that shifts select by")
+    ins.add_argument("--shift", action="append", metavar="NAME=LO,HI", help="a shift's param range; repeatable")
+    ins.add_argument("--split", action="append", metavar="SPLIT=FILE", help="train/val/test file or {name} template")
+    ins.add_argument("--test-resolution", action="append", metavar="GRID=FILE", help="a test set on another grid")
+    ins.add_argument("--preset", type=Path, help="a TOML file with [datasets.NAME] (instead of PATH and the flags)")
+    ins.add_argument("--dataset", help="with --preset: the dataset's NAME")
+    ins.add_argument("--n-train", type=int, help="the largest N to check for (default 256, or the preset's)")
+    ins.add_argument("--n-val", type=int, help="validation samples (default 64, or the preset's)")
+    ins.add_argument("--n-test", type=int, help="test samples (default 64, or the preset's)")
+    ins.add_argument("--modes", type=int, nargs="+", help="Fourier modes of the model sizes to check the grid for")
     args = parser.parse_args(argv)
     try:
         if args.command == "generate":
             spec = _spec_from_args(args)
             _write_dataset(spec, args.out, args.dtype, args.chunk_size, args.device)
             return 0
+        if args.command == "inspect":
+            return inspect(args)
         report = check_dataset(args.directory)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

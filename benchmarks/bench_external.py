@@ -3,7 +3,7 @@ defaults measured on it, and this tool's FNO side by side with neuraloperator's.
 
     python benchmarks/bench_external.py darcy --out data/darcy --resolution 32 --train 1000 --test 200
     python benchmarks/bench_external.py padding --data data/darcy --n-train 256 --steps 1500
-    python benchmarks/bench_external.py compare --data data/darcy --n-train 1000 --steps 3000
+    python benchmarks/bench_external.py compare --data data/darcy --n-train 900 --steps 3000
 
 ``darcy`` writes a 2-D Darcy flow set in neuraloperator's file layout (darcy_train_R.pt,
 darcy_test_R.pt: dicts {"x": (N, R, R), "y": (N, R, R)}): the FNO paper's problem,
@@ -191,7 +191,7 @@ def theirs(record, args, lr: float, seed: int) -> tuple[float, int, float]:
             if value < best:
                 best, best_state = value, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())  # real numbers, as ours
     return error(test), n_params, time.perf_counter() - started
 
 

@@ -316,16 +316,20 @@ class FNO2d(nn.Module):
             config.coords,
         )
 
-    def adapt_channels(self, in_channels: int, out_channels: int, seed: int) -> tuple[str, ...]:
-        """Fit the model to another channel layout: a lifting layer for ``in_channels`` and/or
-        an output projection for ``out_channels``, freshly initialised (from ``seed``; the
-        global random state is left as it was) where the counts differ; the Fourier layers
-        are kept. Returns the replaced parts: ("lift",), ("projection",), both or ()."""
+    def adapt_channels(
+        self, in_channels: int, out_channels: int, seed: int, coords: bool | None = None
+    ) -> tuple[str, ...]:
+        """Fit the model to another channel layout: a lifting layer for ``in_channels`` (and
+        coordinate channels with ``coords``; None: the model's) and/or an output projection
+        for ``out_channels``, freshly initialised (from ``seed``; the global random state is
+        left as it was) where they differ; the Fourier layers are kept. Returns the replaced
+        parts: ("lift",), ("projection",), both or ()."""
         replaced = []
+        coords = self.config.coords if coords is None else coords
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            if in_channels != self.config.in_channels:
-                self.config = dataclasses.replace(self.config, in_channels=in_channels)
+            if in_channels != self.config.in_channels or coords != self.config.coords:
+                self.config = dataclasses.replace(self.config, in_channels=in_channels, coords=coords)
                 self.lift = Pointwise(self.config.lift_channels, self.config.width).to(self.lift.weight.device)
                 replaced.append("lift")
             if out_channels != self.config.out_channels:

@@ -514,19 +514,33 @@ def check_layout(norm: Normalization, model: FNO2d, fields: Fields, path: str) -
     check_modes(model.config.modes, *fields.source.shape[-2:])
 
 
-def adapt_to(model: FNO2d, norm: Normalization, train: Fields, seed: int) -> tuple[Normalization, str]:
-    """Fit a pre-trained model to ``train``'s channel layout for fine-tuning: a fresh lifting
-    layer where the input channels differ in count, a fresh output projection where the
-    output channels do (``FNO2d.adapt_channels``, seeded), the Fourier layers kept. The
-    normalisation of a replaced side is refitted on ``train``; the other side keeps the
-    checkpoint's, which its weights were trained with. Returns (normalisation, the
-    replaced layers as "lift", "projection", "lift,projection" or "")."""
-    replaced = model.adapt_channels(len(train.channel_names), train.out_channels, seed)
-    if replaced:
+def adapt_to(
+    model: FNO2d,
+    norm: Normalization,
+    train: Fields,
+    seed: int,
+    padding: float | None = None,
+    coords: bool | None = None,
+    same_data: bool = True,
+) -> tuple[Normalization, str]:
+    """Fit a pre-trained model to ``train`` for fine-tuning: a fresh lifting layer where the
+    input channels differ in count or ``coords`` differs from the model's, a fresh output
+    projection where the output channels differ (``FNO2d.adapt_channels``, seeded), the
+    Fourier layers kept; ``padding`` (None: the model's) replaces the model's, which no
+    weight depends on. Normalisation: with ``same_data`` (the checkpoint was trained on
+    this dataset) a replaced side is refitted on ``train`` and the other keeps the
+    checkpoint's, which its weights were trained with; otherwise both are refitted (the
+    checkpoint's statistics describe other data: a Poisson model's target scale is not a
+    Darcy set's, and its weights expect unit-scale inputs and outputs). Returns
+    (normalisation, the replaced layers as "lift", "projection", "lift,projection" or "")."""
+    replaced = model.adapt_channels(len(train.channel_names), train.out_channels, seed, coords=coords)
+    if padding is not None:
+        model.config = dataclasses.replace(model.config, padding=check_padding(padding))
+    if replaced or not same_data:
         fitted = Normalization.fit(train)
-        if "lift" in replaced:
+        if "lift" in replaced or not same_data:
             norm = norm.with_inputs_of(fitted)
-        if "projection" in replaced:
+        if "projection" in replaced or not same_data:
             norm = norm.with_targets_of(fitted)
     check_modes(model.config.modes, *train.source.shape[-2:])
     return norm, ",".join(replaced)
@@ -742,7 +756,10 @@ def _prepare(config: TrialConfig, device: torch.device) -> _Prepared:
     adapted = ""
     if config.mode == "finetune":
         if external:
-            norm, adapted = adapt_to(model, norm, train, config.seed)
+            trained_on = (checkpoint.get("trial_config") or {}).get("family")
+            norm, adapted = adapt_to(
+                model, norm, train, config.seed, config.padding, config.coords, same_data=trained_on == config.family
+            )
         else:
             check_compatible(norm, model, train, config.pretrained)
         model.freeze_for(config.finetune_strategy)

@@ -432,10 +432,12 @@ def _test_fields(preset: Preset, family: str) -> dict[str, Any]:
     return {"resolution": preset.resolution, "n_val": preset.n_val, "n_test": preset.n_test, **extra}
 
 
-def _model_fields(preset: Preset, base: TrialConfig | None = None) -> dict[str, Any]:
-    """padding and coords: the preset's for a model built here, the pre-trained ``base``'s
-    for one loaded from its checkpoint."""
-    if base is not None:
+def _model_fields(preset: Preset, base: TrialConfig | None = None, family: str | None = None) -> dict[str, Any]:
+    """padding and coords: the preset's for a model built here (None: the dataset defaults
+    or none), the pre-trained ``base``'s for one loaded from its checkpoint, except a
+    fine-tune onto a dataset ``family`` that ``base`` was not trained on: that model takes
+    the fields a scratch model of the dataset has (``fno.train.adapt_to``)."""
+    if base is not None and not (family in preset.datasets and family != base.family):
         return {"padding": base.padding, "coords": base.coords}
     return {"padding": preset.padding, "coords": preset.coords}
 
@@ -484,7 +486,7 @@ def _downstream(
         data_seed=data_seed,
         finetune_strategy=strategy,
         **_test_fields(preset, family),
-        **_model_fields(preset, None if mode == "scratch" else base.config),
+        **_model_fields(preset, None if mode == "scratch" else base.config, family if mode == "finetune" else None),
     )
     pretrained_key = "" if mode == "scratch" else base.key
     return PlannedTrial(

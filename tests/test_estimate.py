@@ -222,6 +222,9 @@ def test_cluster_dry_run_reads_the_clusters_slots_and_leaves(capsys, tmp_path, m
         shutdown=lambda: calls.append(("shutdown",)),
     )
     monkeypatch.setitem(sys.modules, "ray", fake)
+    # Joining a cluster sets RAY_AUTH_MODE=token for the process; scoped here, or a later
+    # test's local Ray would start with token auth under a client that read it as disabled.
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
     monkeypatch.setattr(cluster, "check_head_reachable", lambda address: calls.append(("reachable", address)))
     args = ["--dry-run", "--out", str(tmp_path), "--throughput", "1e9", "--cluster", "--address", "10.0.0.1:6379"]
     assert scaling.main([*args, *TINY]) == 0

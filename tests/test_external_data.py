@@ -15,9 +15,10 @@ from tiny_sweep import TINY
 from fno import results
 from fno.data import DatasetError, ExternalDataset, Fields, Normalization, Plan, check_external, load_split
 from fno.data import main as data_main
+from fno.data.external import DEFAULT_COORDS, DEFAULT_PADDING
 from fno.data.readers import LazyArray, file_digest
 from fno.model import FNO2d, FNOConfig
-from fno.train import TrialConfig, load_checkpoint, run_trial, save_checkpoint
+from fno.train import TrialConfig, load_checkpoint, load_data, run_trial, save_checkpoint
 from fno.train import main as train_main
 from fno_sweeps import scaling
 from fno_sweeps.grid import Preset, expand, trial_key
@@ -290,6 +291,19 @@ def test_a_built_in_model_fine_tunes_onto_a_one_channel_dataset(tmp_path):
     zeroshot = dataclasses.replace(tune, mode="zeroshot", steps=0, n_train=1, finetune_strategy="full")
     with pytest.raises(ValueError, match="zero-shot needs matching layouts"):
         run_trial(zeroshot)
+    # Unset, the fine-tuned model takes the dataset's padding and coordinates (a new lift for
+    # them), and both sides' normalisation are the Darcy samples', not Poisson's.
+    pre_model, pre_norm, _ = load_checkpoint(tmp_path / "pre" / "checkpoint.pt")
+    default = dataclasses.replace(tune, padding=None, coords=None)
+    result = run_trial(default, out_dir=tmp_path / "default")
+    model, norm, _ = load_checkpoint(tmp_path / "default" / "checkpoint.pt")
+    assert (result.padding, result.coords, result.adapted_layers) == (DEFAULT_PADDING, DEFAULT_COORDS, "lift")
+    assert (model.config.padding, model.config.coords) == (DEFAULT_PADDING, DEFAULT_COORDS)
+    assert (pre_model.config.padding, pre_model.config.coords) == (0.0, False)
+    train = load_data(default, "train")
+    fitted = Normalization.fit(train)
+    assert norm.target_mean == pytest.approx(fitted.target_mean) and norm.target_std == pytest.approx(fitted.target_std)
+    assert norm.target_std != pytest.approx(pre_norm.target_std)
 
 
 def test_the_inspect_and_train_commands(tmp_path, capsys):
@@ -404,7 +418,7 @@ test_resolutions = {{ 32 = "darcy_test_32.pt" }}
     assert tuned == {
         ("mydarcy", "poisson"): "lift",
         ("mydarcy", "mydarcy"): "",
-        ("cropped", "poisson"): "",
+        ("cropped", "poisson"): "lift",  # same 4 channels; the dataset model adds coordinates
         ("cropped", "mydarcy"): "lift",
         ("ptdarcy", "poisson"): "lift",
         ("ptdarcy", "mydarcy"): "",

@@ -13,6 +13,15 @@ claim is true by a clear margin and the share of "supports" is the power (goal: 
 
     python benchmarks/bench_verdicts.py [--cells 200] [--scenarios NAME ...] [--seed S]
                                         [--n-boot 200] [--markdown] [--list]
+                                        [--adaptive [--rounds 3] [--max-data-seeds 6]]
+
+With --adaptive each sweep of a claim-1 scenario is judged, then given the data seeds that
+the adaptive rounds' data-seed rule (``fno_sweeps.adaptive.seed_plan``) asks for, drawn from
+the same truth, and judged again, for up to --rounds rounds: the sequential design whose
+error rate the verdicts must keep. Cells where the learning-rate or N rule would add
+trials get nothing here (their new points are not in the synthetic truth). Each row then
+also gives the static run's wrong share and power beside the adaptive one, and the
+trained trials per decided cell of each.
 
 Names may be shell-style patterns ("gain9.8*"). Unless a scenario says otherwise: the
 paper's 13 N values (8 .. 32,768), scratch err(N) = N^-0.5 + 0.01, fine-tuning worth G
@@ -44,6 +53,8 @@ from synthetic_tables import LRS3, N13, PAPER_SIZES, Curve, Noise, draw_table
 import fno_analysis
 from fno_analysis.findings import judge_table
 from fno_analysis.gains import examples_needed
+from fno_sweeps import adaptive
+from fno_sweeps.grid import AdaptiveSettings
 
 SUPPORTS, CONTRADICTS = "supports", "contradicts"
 N_GRID = np.asarray(N13)
@@ -273,6 +284,21 @@ SCENARIOS: tuple[Scenario, ...] = (
         eval_curves=True,
     ),
     Scenario(
+        "power-gain15-1ds",
+        "true gain 15, 1 data seed (its intervals widened x2): clean diagnostics, no budget probes",
+        gain_cell(15.0, falling=0.0),
+        (Judged(1, 1, (CONTRADICTS,), power=True),),
+        data_seeds=1,
+        eval_curves=True,
+    ),
+    Scenario(
+        "power-gain15-3ds",
+        "as power-gain15-1ds with 3 data seeds",
+        gain_cell(15.0, falling=0.0),
+        (Judged(1, 1, (CONTRADICTS,), power=True),),
+        eval_curves=True,
+    ),
+    Scenario(
         "power-gain30-lb",
         f"as power-gain30 at fine-tuning's error at 0.9 N_min ({lower_bound_target(30.0):.4g}): "
         "lower bound ~27 vs true 30",
@@ -367,6 +393,134 @@ def run_scenario(scenario: Scenario, cells: int, seed: int, n_boot: int, notes: 
     return tallies, time.perf_counter() - started
 
 
+@dataclass
+class Adaptive:
+    """The adaptive mode's settings and, per scenario, the trained trials each run used."""
+
+    rounds: int = 3
+    max_data_seeds: int = 6
+    trials: Counter = field(default_factory=Counter)  # "static" | "adaptive" -> trained trials drawn
+    decided: Counter = field(default_factory=Counter)  # "static" | "adaptive" -> cells decided (either way)
+    added_rounds: Counter = field(default_factory=Counter)  # rounds that added data seeds -> sweeps
+
+
+CELL = ["family", "shift", "width", "modes", "layers"]
+
+
+def _grid(scenario: Scenario) -> object:
+    """The fields of a preset the rules read, for a synthetic sweep (its families are not real ones)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(lrs=LRS3, n_train=tuple(int(n) for n in N_GRID), pretrain_families=("synthetic",),
+                           seeds=tuple(range(scenario.seeds)), datasets={})  # fmt: skip
+
+
+def adaptive_rounds(full, scenario: Scenario, settings: Adaptive, n_boot: int, judge_seed: int):
+    """Judge the sweep ``full`` (drawn with settings.max_data_seeds data seeds) at the
+    scenario's data seeds, then reveal the data seeds the rule asks for, round by round.
+    Returns (static findings, adaptive findings, static trials, adaptive trials)."""
+    from fno_analysis.verdicts import CONTRADICTS as C
+    from fno_analysis.verdicts import NOT_LEARNED, CellDoubts
+    from fno_analysis.verdicts import SUPPORTS as S
+
+    limits = AdaptiveSettings(max_rounds=settings.rounds, max_data_seeds=settings.max_data_seeds)
+    grid = _grid(scenario)
+    cell_of = list(zip(*(full[k] for k in CELL), strict=True))
+    shown = {c: scenario.data_seeds for c in set(cell_of)}  # data seeds revealed per cell
+
+    def table():
+        limit = np.array([shown[c] for c in cell_of])
+        return full[full["data_seed"].to_numpy() < limit].reset_index(drop=True)
+
+    df = table()
+    analysis = adaptive.analyse(df, n_boot=n_boot, seed=judge_seed, target_error=scenario.target)
+    static, static_trials = analysis.findings, int((df["mode"].isin(("scratch", "finetune"))).sum())
+    for round_number in range(1, settings.rounds + 1):
+        cells = analysis.findings.cells.get(1)
+        if cells is None or cells.empty:
+            break
+        doubts, candidates = CellDoubts(analysis.flags), []
+        for _, cell in cells.iterrows():
+            if cell["verdict"] in (S, C, NOT_LEARNED):
+                continue
+            here, _, gain = adaptive.cell_rules(grid, analysis, cell, limits, doubts)
+            if gain is not None and not here:
+                candidates.append((cell, gain))
+        plan, _ = adaptive.seed_plan(analysis, candidates, limits, [])
+        if not plan:
+            break
+        if df["data_seed"].nunique() == 1:  # every curve of the sweep gets them (the rule's one-seed case)
+            shown.update(dict.fromkeys(shown, max(plan.values())))
+        else:
+            for key, k in plan.items():
+                shown[tuple(key[:5])] = max(shown[tuple(key[:5])], k)
+        settings.added_rounds[round_number] += 1
+        df = table()
+        analysis = adaptive.analyse(df, n_boot=n_boot, seed=judge_seed, target_error=scenario.target)
+    return static, analysis.findings, static_trials, int((df["mode"].isin(("scratch", "finetune"))).sum())
+
+
+def run_adaptive_scenario(scenario: Scenario, cells: int, seed: int, n_boot: int, notes: list[str],
+                          settings: Adaptive) -> tuple[dict, dict, float]:  # fmt: skip
+    """Tallies per judged claim, static and adaptive, and the seconds it took."""
+    started = time.perf_counter()
+    rng = np.random.default_rng([seed, zlib.crc32(scenario.key.encode())])
+    families = max(math.ceil(cells / j.cells_per_family) for j in scenario.judged)
+    tallies = {"static": {j.claim: Tally() for j in scenario.judged},
+               "adaptive": {j.claim: Tally() for j in scenario.judged}}  # fmt: skip
+    drawn = max(scenario.data_seeds, settings.max_data_seeds)
+    for sweep, first in enumerate(range(0, families, scenario.families_per_sweep)):
+        names = [f"f{i:03d}" for i in range(first, min(families, first + scenario.families_per_sweep))]
+        curves = [c for name in names for c in scenario.curves(name)]
+        full = draw_table(curves, N_GRID, rng, scenario.noise, drawn, scenario.seeds, LRS3, scenario.eval_curves)
+        static, final, n_static, n_adaptive = adaptive_rounds(full, scenario, settings, n_boot, seed * 100_003 + sweep)
+        settings.trials["static"] += n_static
+        settings.trials["adaptive"] += n_adaptive
+        for name, findings in (("static", static), ("adaptive", final)):
+            for j in scenario.judged:
+                table = findings.cells.get(j.claim)
+                verdicts = [] if table is None or table.empty else list(table["verdict"])
+                for v in verdicts:
+                    tallies[name][j.claim].add(v if v in (SUPPORTS, CONTRADICTS) else _reason(v))
+                    settings.decided[name] += v in (SUPPORTS, CONTRADICTS)
+                for _ in range(j.cells_per_family * len(names) - len(verdicts)):
+                    tallies[name][j.claim].add("missing (no row for the cell)")
+    return tallies["static"], tallies["adaptive"], time.perf_counter() - started
+
+
+ADAPTIVE_HEADER = ["scenario", "claim", "cells", "static: supports / contradicts", "adaptive: supports / contradicts",
+                   "wrong share, static -> adaptive [95% upper]", "goal (adaptive)", "trained trials per decided cell, "
+                   "static -> adaptive", "sweeps adding seeds in rounds 1/2/3", "s"]  # fmt: skip
+
+
+def adaptive_rows(scenario: Scenario, static: dict, final: dict, settings: Adaptive, seconds: float) -> list:
+    rows = []
+    for j in scenario.judged:
+        out = []
+        for t in (static[j.claim], final[j.claim]):
+            n = t.cells
+            if j.power:
+                out.append((t.contradicts, f"power {_pct(t.supports, n)} [>= {lower_limit(t.supports, n):.1%}]",
+                            n > 0 and t.supports / n >= POWER_GOAL))  # fmt: skip
+            else:
+                k = (t.supports if SUPPORTS in j.wrong else 0) + (t.contradicts if CONTRADICTS in j.wrong else 0)
+                out.append((k, "", n > 0 and k / n <= WRONG_GOAL))
+        (k0, m0, _), (k1, m1, met) = out
+        n = final[j.claim].cells
+        per = [settings.trials[x] / settings.decided[x] if settings.decided[x] else math.inf
+               for x in ("static", "adaptive")]  # fmt: skip
+        goal = f"power >= {POWER_GOAL:.0%}" if j.power else f"wrong <= {WRONG_GOAL:.1%}"
+        rounds = "/".join(str(settings.added_rounds[r]) for r in range(1, settings.rounds + 1))
+        rows.append([
+            scenario.key, str(j.claim), str(n),
+            f"{_pct(static[j.claim].supports, n)} / {_pct(static[j.claim].contradicts, n)}",
+            f"{_pct(final[j.claim].supports, n)} / {_pct(final[j.claim].contradicts, n)}",
+            f"{_pct(k0, n)} -> {_pct(k1, n)} [<= {upper_limit(k1, n):.1%}]" + (f"; {m0} -> {m1}" if j.power else ""),
+            f"{goal}: {'met' if met else 'MISSED'}", f"{per[0]:.0f} -> {per[1]:.0f}", rounds, f"{seconds:.0f}",
+        ])  # fmt: skip
+    return rows
+
+
 def _pct(k: int, n: int) -> str:
     return f"{k / n:.1%}" if n else "-"
 
@@ -429,6 +583,13 @@ def main(argv=None) -> int:
     parser.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates per fit (the report's 200)")
     parser.add_argument("--markdown", action="store_true", help="a Markdown table, to paste into docs/analysis.md")
     parser.add_argument("--list", action="store_true", help="list the scenarios and their truths, and stop")
+    parser.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="also run the adaptive rounds' data-seed rule on each sweep (claim-1 scenarios)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="--adaptive: rounds at most (max_rounds)")
+    parser.add_argument("--max-data-seeds", type=int, default=6, help="--adaptive: data seeds per curve at most")
     args = parser.parse_args(argv)
     if args.list:
         for s in SCENARIOS:
@@ -446,6 +607,8 @@ def main(argv=None) -> int:
           + "; wrong share: one-sided 95% Clopper-Pearson upper limit in brackets; power: its lower limit\n",
           flush=True)  # fmt: skip
     rows, notes, total = [], [], time.perf_counter()
+    if args.adaptive:
+        return _main_adaptive(args, chosen, total)
     for scenario in chosen:
         tallies, seconds = run_scenario(scenario, args.cells, args.seed, args.n_boot, notes)
         new = table_rows(scenario, tallies, seconds)
@@ -467,6 +630,30 @@ def main(argv=None) -> int:
         print("\nnotes:")
         for n in notes:
             print(f"- {n}")
+    return 0
+
+
+def _main_adaptive(args, chosen: list[Scenario], total: float) -> int:
+    """--adaptive: claim-1 scenarios only (the rounds act on claim 1), static beside adaptive."""
+    chosen = [s for s in chosen if any(j.claim == 1 for j in s.judged)]
+    print(f"adaptive: up to {args.rounds} rounds, at most {args.max_data_seeds} data seeds per curve; claim-1 "
+          f"scenarios: {', '.join(s.key for s in chosen)}\n", flush=True)  # fmt: skip
+    rows, notes = [], []
+    for scenario in chosen:
+        settings = Adaptive(args.rounds, args.max_data_seeds)
+        static, final, seconds = run_adaptive_scenario(scenario, args.cells, args.seed, args.n_boot, notes, settings)
+        rows += adaptive_rows(scenario, static, final, settings, seconds)
+        print(f"done {scenario.key} ({seconds:.0f} s)", file=sys.stderr, flush=True)
+    if args.markdown:
+        lines = ["| " + " | ".join(ADAPTIVE_HEADER) + " |", "|" + "|".join("---" for _ in ADAPTIVE_HEADER) + "|"]
+        print("\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)]))
+    else:
+        widths = [max(len(x) for x in col) for col in zip(ADAPTIVE_HEADER, *rows, strict=True)]
+        for r in [ADAPTIVE_HEADER, *rows]:
+            print("  ".join(f"{x:<{w}}" for x, w in zip(r, widths, strict=True)))
+    print(f"\ntotal {time.perf_counter() - total:.0f} s")
+    for n in notes:
+        print(f"- {n}")
     return 0
 
 

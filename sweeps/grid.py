@@ -80,6 +80,39 @@ class StageSettings:
 
 
 @dataclass(frozen=True)
+class AdaptiveSettings:
+    """The ``[adaptive]`` section: rounds of added trials after the planned grid
+    (sweeps/adaptive.py; docs/analysis.md, "Adaptive rounds"). Not part of a study's
+    definition: added trials are ordinary keyed trials."""
+
+    enabled: bool = False  # --adaptive turns it on for one run
+    max_rounds: int = 3  # rounds of additions after the planned grid
+    max_trial_hours: float = 1.0  # estimated trial-hours of all added trials together
+    max_n: int | None = None  # largest N scratch may be extended to (unset: 8 x the grid's largest N)
+    min_n: int = 1  # smallest N fine-tuning may be extended to
+    max_lr_steps: int = 2  # rates beyond the grid's smallest and largest, each side, per point
+    max_data_seeds: int = 4  # data seeds per curve at most (the grid's included)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"adaptive.enabled must be true or false, got {self.enabled!r}")
+        for name, least in (("max_rounds", 1), ("min_n", 1), ("max_lr_steps", 0), ("max_data_seeds", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"adaptive.{name} must be a whole number >= {least}, got {value!r}")
+        if self.max_n is not None and (isinstance(self.max_n, bool) or not isinstance(self.max_n, int)
+                                       or self.max_n < 1):  # fmt: skip
+            raise ValueError(f"adaptive.max_n must be a whole number >= 1 or unset, got {self.max_n!r}")
+        hours = self.max_trial_hours
+        if isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours < float("inf"):
+            raise ValueError(f"adaptive.max_trial_hours must be a number of hours > 0, got {hours!r}")
+
+    def largest_n(self, n_train: tuple[int, ...]) -> int:
+        """The cap on scratch's N: max_n, or 8 x the grid's largest N."""
+        return self.max_n if self.max_n is not None else 8 * max(n_train)
+
+
+@dataclass(frozen=True)
 class Preset:
     """A named sweep grid, loaded from TOML (sweeps/presets/*.toml), validated fully."""
 
@@ -122,6 +155,8 @@ class Preset:
     # for a dataset, none for the periodic built-in families. Part of a key only when used.
     padding: float | None = None
     coords: bool | None = None
+    # Rounds of trials added after the grid where the verdicts are not decided (sweeps/adaptive.py).
+    adaptive: AdaptiveSettings = AdaptiveSettings()
 
     def __post_init__(self) -> None:
         for name in LIST_AXES:
@@ -145,6 +180,11 @@ class Preset:
         check_subset(self.shifts, "shifts", SHIFTS)
         check_subset(self.train_modes, "train_modes", DOWNSTREAM_MODES)
         check_subset(self.finetune_strategies, "finetune_strategies", FINETUNE_STRATEGIES)
+        if isinstance(self.adaptive, Mapping):
+            check_known_fields(AdaptiveSettings, self.adaptive, "[adaptive]")
+            object.__setattr__(self, "adaptive", AdaptiveSettings(**self.adaptive))
+        if not isinstance(self.adaptive, AdaptiveSettings):
+            raise ValueError(f"adaptive must be a table [adaptive], got {self.adaptive!r}")
         if not isinstance(self.budget_probe, bool):
             raise ValueError(f"budget_probe must be true or false, got {self.budget_probe!r}")
         for family, shifts in self.ranges.items():
@@ -324,32 +364,13 @@ def expand(preset: Preset) -> list[PlannedTrial]:
 
 def _expand(preset: Preset) -> list[PlannedTrial]:
     trials: dict[str, PlannedTrial] = {}
-    pre = preset.pretrain
     # The pre-training trials are built either way (each downstream trial takes its size
     # from its own), but planned only if a downstream mode loads their checkpoints.
     needs_checkpoints = any(mode in PRETRAINED_MODES for mode in preset.train_modes)
     pretrained: dict[tuple[str, str], PlannedTrial] = {}
     for size in preset.sizes:
-        width, modes = parse_size(size)
         for family in preset.pretrain_families:
-            config = TrialConfig(
-                mode="pretrain",
-                family=family,
-                param_range=_pretrain_range(preset, family),
-                n_train=pre.n_train,
-                width=width,
-                modes=modes,
-                lr=pre.lr,
-                weight_decay=pre.weight_decay,
-                batch_size=pre.batch_size,
-                **_budget(pre),
-                eval_every=pre.eval_every,
-                seed=0,
-                data_seed=preset.data_seeds[0],
-                **_test_fields(preset, family),
-                **_model_fields(preset),
-            )
-            planned = PlannedTrial(trial_key(config), "pretrain", "pretrain", config)
+            planned = _pretraining(preset, size, family)
             pretrained[(size, family)] = trials.setdefault(planned.key, planned) if needs_checkpoints else planned
     grid = itertools.product(
         preset.sizes, preset.pretrain_families, preset.families, preset.shifts, preset.n_train,
@@ -379,6 +400,63 @@ def _expand(preset: Preset) -> list[PlannedTrial]:
         for probe in budget_probes(preset, list(trials.values())):
             trials.setdefault(probe.key, probe)
     return list(trials.values())
+
+
+def _pretraining(preset: Preset, size: str, family: str) -> PlannedTrial:
+    """The stage-1 trial of one size and pre-training set."""
+    pre = preset.pretrain
+    width, modes = parse_size(size)
+    config = TrialConfig(
+        mode="pretrain",
+        family=family,
+        param_range=_pretrain_range(preset, family),
+        n_train=pre.n_train,
+        width=width,
+        modes=modes,
+        lr=pre.lr,
+        weight_decay=pre.weight_decay,
+        batch_size=pre.batch_size,
+        **_budget(pre),
+        eval_every=pre.eval_every,
+        seed=0,
+        data_seed=preset.data_seeds[0],
+        **_test_fields(preset, family),
+        **_model_fields(preset),
+    )
+    return PlannedTrial(trial_key(config), "pretrain", "pretrain", config)
+
+
+# One trial of the downstream grid as plain values (what an adaptive round adds, and what
+# the manifest records): its position on every axis of the grid's product.
+SPEC_FIELDS = ("size", "source", "family", "shift", "n_train", "mode", "lr", "seed", "data_seed", "strategy")
+
+
+def spec_trials(preset: Preset, specs: list[Mapping[str, Any]]) -> list[PlannedTrial]:
+    """The downstream trials of ``specs`` (mappings of SPEC_FIELDS: a grid position, its
+    values free beyond the preset's axes), built as ``expand`` builds the grid's: a spec
+    that lies on the grid gets the grid trial's key. Fine-tune and zero-shot specs need
+    their (size, source) pre-training, which is built (and keyed) as the grid's."""
+    out: dict[str, PlannedTrial] = {}
+    for spec in specs:
+        missing = sorted(set(SPEC_FIELDS) - set(spec))
+        if missing:
+            raise ValueError(f"an added trial lacks {missing}; it needs {', '.join(SPEC_FIELDS)}")
+        base = _pretraining(preset, spec["size"], spec["source"])
+        planned = _downstream(
+            preset,
+            base,
+            source=spec["source"],
+            family=spec["family"],
+            shift=spec["shift"],
+            n_train=int(spec["n_train"]),
+            mode=spec["mode"],
+            lr=float(spec["lr"]),
+            seed=int(spec["seed"]),
+            data_seed=int(spec["data_seed"]),
+            strategy=spec["strategy"],
+        )
+        out.setdefault(planned.key, planned)
+    return list(out.values())
 
 
 def scaled_budget(config: TrialConfig, factor: float) -> TrialConfig:

@@ -55,7 +55,10 @@ GRID_AXES = (
 SWITCHES = ("budget_probe",)  # on: the budget probes are added, the other trials unchanged
 # Preset fields compared nowhere: a label, and stage-2 settings that stage 2 takes from
 # the grid (N and the learning rate).
-NOT_COMPARED = ("name", "downstream.n_train", "downstream.lr")
+NOT_COMPARED = ("name", "downstream.n_train", "downstream.lr", "adaptive")
+# The adaptive rounds (sweeps/adaptive.py) a sweep has decided, in order: kept across
+# every rewrite of the manifest, so that a re-run replays them before deciding new ones.
+ROUNDS_KEY = "rounds"
 DERIVED = {"pretrain.data_seed": " (the first of data_seeds)"}  # defining fields that are not preset fields
 
 
@@ -210,6 +213,8 @@ def check_study(sweep_dir: Location, preset: Preset, dry_run: bool = False) -> S
             "trials are not run now; their rows stay, and the report still reads them"
         )
     merged = build_manifest(preset, diff.axes)
+    if manifest.get(ROUNDS_KEY):
+        merged[ROUNDS_KEY] = manifest[ROUNDS_KEY]  # the same study: its rounds stay
     unchanged = all(manifest.get(k) == merged[k] for k in ("grid_axes", "defining", "preset"))
     return StudyCheck("extend" if diff.added else "same", tuple(lines), None if unchanged else merged)
 
@@ -224,6 +229,27 @@ def record_study(sweep_dir: Location, preset: Preset) -> StudyCheck:
     for line in check.lines:
         print(line)
     return check
+
+
+def read_rounds(sweep_dir: Location) -> list[dict[str, Any]]:
+    """The adaptive rounds recorded in the manifest of ``sweep_dir``, in order (none: [])."""
+    manifest = read_manifest(sweep_dir)
+    rounds = (manifest or {}).get(ROUNDS_KEY, [])
+    if not isinstance(rounds, list) or not all(isinstance(r, dict) and "round" in r for r in rounds):
+        raise ValueError(f"{sweep_dir / MANIFEST_NAME}: '{ROUNDS_KEY}' is not a list of rounds; move the file aside")
+    return rounds
+
+
+def record_round(sweep_dir: Location, entry: Mapping[str, Any]) -> None:
+    """Append (or replace, by its ``round`` number) one adaptive round in the manifest of
+    ``sweep_dir``, which must exist (the driver wrote it when it took the folder)."""
+    manifest = read_manifest(sweep_dir)
+    if manifest is None:
+        raise ValueError(f"{sweep_dir} has no {MANIFEST_NAME} to record an adaptive round in")
+    rounds = [r for r in read_rounds(sweep_dir) if r["round"] != entry["round"]]
+    manifest[ROUNDS_KEY] = sorted([*rounds, json.loads(json.dumps(dict(entry)))], key=lambda r: r["round"])
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    (sweep_dir / MANIFEST_NAME).write_bytes(text.encode())
 
 
 def _axes_text(axes: Mapping[str, list[Any]], removed: bool = False) -> str:

@@ -8,6 +8,7 @@ Re-running the same command continues the sweep: finished trials are skipped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -68,6 +69,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sweep", default=None, help="sweep name (default: the preset's name)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and a compute estimate; run nothing")
     p.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="after the grid, add the trials that could decide what is not decided, in rounds, within the preset's "
+        "[adaptive] limits (docs/analysis.md, 'Adaptive rounds'); with --dry-run: print the cap and the worst case",
+    )
+    p.add_argument(
         "--throughput",
         type=float,
         default=None,
@@ -119,6 +126,8 @@ def _check_args(args: argparse.Namespace) -> None:
 def plan(args: argparse.Namespace):
     """Load and validate everything; fails with a named field before Ray starts."""
     preset = Preset.load(args.preset, parse_set_flags(args.set))
+    if getattr(args, "adaptive", False) and not preset.adaptive.enabled:  # --adaptive: on for this run
+        preset = dataclasses.replace(preset, adaptive=dataclasses.replace(preset.adaptive, enabled=True))
     trials = expand(preset)
     sweep = args.sweep or preset.name
     base = output_base(args)
@@ -303,6 +312,8 @@ def main(argv=None) -> int:
             print("\n".join(check_study(sweep_dir, preset, dry_run=True).lines))  # the verdict; writes nothing
             resources = None if args.slots else _plan_resources(args)
             print_plan(preset, trials, sweep_dir, args.throughput, run_settings(args), args.slots, resources)
+            if preset.adaptive.enabled:
+                print_adaptive_plan(preset, trials, sweep_dir, args.throughput, run_settings(args))
         except ValueError as err:  # another study in this folder, or an unreadable manifest
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -344,6 +355,8 @@ def _hold_and_run(args, argv, preset, trials, sweep: str, sweep_dir: Location, c
             # Ray removes the job's working directory as soon as the job is stopped, while this
             # driver still stops its trials; out of it, nothing the driver does needs it.
             os.chdir(sweep_dir.local if sweep_dir.is_local else tempfile.gettempdir())
+        if preset.adaptive.enabled:
+            return _run_adaptive(args, argv, preset, trials, sweep, sweep_dir, live, lease, clock)
         return _run(args, argv, trials, sweep, sweep_dir, live, lease, clock)
     except StudyChangedError as err:  # another driver changed the study meanwhile
         return refuse(prog(SCRIPT), str(err))
@@ -360,22 +373,38 @@ EXIT_FAILED_TRIALS = 1  # the sweep ran to its end, and some trials failed
 EXIT_LEASE_LOST = 3  # another driver took this sweep's folder (or its lease could not be renewed)
 
 
-def _run(args, argv, trials, sweep: str, sweep_dir: Location, live: LiveReport, lease: Lease, clock: Stopwatch) -> int:
+def _run(
+    args,
+    argv,
+    trials,
+    sweep: str,
+    sweep_dir: Location,
+    live: LiveReport,
+    lease: Lease,
+    clock: Stopwatch,
+    final: bool = True,
+    keep_ray: bool = False,
+) -> int:
     """The sweep itself, once its folder is writable and this driver holds it. Exits 0
     when every trial has an ok (or diverged) row, EXIT_FAILED_TRIALS when some failed,
-    EXIT_LEASE_LOST when the lease was lost (no trial started after that)."""
+    EXIT_LEASE_LOST when the lease was lost (no trial started after that). ``final``
+    False (an adaptive round before the last): no report, no list of failures; ``keep_ray``:
+    Ray stays up for the next round (the caller shuts it down)."""
     started = time.perf_counter()
     done = finished_keys(sweep_dir / "results", include_failed=not args.retry_failed)
     skipped = sum(t.key in done for t in trials)
     if skipped == len(trials):
         print(f"sweep {sweep}: all {len(trials)} trials already done; results: {sweep_dir / 'results'}")
-        if not args.no_report:
+        if not args.no_report and final:
             write_sweep_report(sweep_dir)
         return 0
     interrupt = Interrupt()
     try:
-        start_ray(args, say=clock.say)
-        check_resources(args)
+        import ray
+
+        if not (keep_ray and ray.is_initialized()):
+            start_ray(args, say=clock.say)
+            check_resources(args)
         settings = run_settings(args, retry_failed=args.retry_failed)
         with interrupt:
             counts = run_trials(
@@ -393,7 +422,8 @@ def _run(args, argv, trials, sweep: str, sweep_dir: Location, live: LiveReport, 
     finally:
         import ray
 
-        ray.shutdown()
+        if not keep_ray or counts is None or interrupt.requested:
+            ray.shutdown()
     if counts is None or interrupt.requested:
         left = len(trials) - len(finished_keys(sweep_dir / "results", include_failed=not args.retry_failed))
         ran = "" if counts is None else f"ran {sum(counts.values())} trials ({_counts_text(counts)}), "
@@ -416,6 +446,8 @@ def _run(args, argv, trials, sweep: str, sweep_dir: Location, live: LiveReport, 
             file=sys.stderr,
         )
         return EXIT_LEASE_LOST
+    if not final:
+        return EXIT_FAILED_TRIALS if counts.get("failed") else 0
     if not args.no_report:
         live.close()  # the final report replaces any refresh still running
         write_sweep_report(sweep_dir)
@@ -423,6 +455,120 @@ def _run(args, argv, trials, sweep: str, sweep_dir: Location, live: LiveReport, 
         print_failures(sweep_dir, trials, argv)
         return EXIT_FAILED_TRIALS
     return 0
+
+
+def _run_adaptive(args, argv, preset, trials, sweep: str, sweep_dir: Location, live: LiveReport, lease: Lease,
+                  clock: Stopwatch) -> int:  # fmt: skip
+    """The grid, then adaptive rounds (fno_sweeps.adaptive) until one adds nothing, the
+    limits are reached or a stop is asked for. The rounds recorded in the manifest are
+    replayed first (their trials run where they have no row), then new ones decided from
+    the rows, each recorded before its trials run: a re-run resumes at the same point."""
+    from fno_sweeps import adaptive
+    from fno_sweeps.manifest import read_rounds
+
+    recorded, planned = adaptive.replay(preset, [r for r in read_rounds(sweep_dir) if r.get("additions")])
+    all_trials = list({t.key: t for t in [*trials, *planned]}.values())
+    for decision in recorded:
+        print(f"adaptive round {decision.round} (recorded): {len(decision.specs)} trials; "
+              + "; ".join(a.line() for a in decision.additions))  # fmt: skip
+    try:
+        return _rounds(args, argv, preset, all_trials, recorded, sweep, sweep_dir, live, lease, clock)
+    finally:
+        import ray
+
+        ray.shutdown()
+
+
+def _rounds(args, argv, preset, all_trials, recorded, sweep, sweep_dir, live, lease, clock) -> int:
+    """The loop of ``_run_adaptive``, Ray kept up from one round to the next."""
+    from fno_analysis.points import read_table
+    from fno_sweeps import adaptive
+    from fno_sweeps.manifest import record_round
+
+    limits = preset.adaptive
+    failed = False
+    code = _run(args, argv, all_trials, sweep, sweep_dir, live, lease, clock, final=False, keep_ray=True)
+    spent = sum(d.hours for d in recorded)
+    number = len(recorded) + 1
+    hours_of = _hours_estimator(args, preset)
+    while code in (0, EXIT_FAILED_TRIALS):
+        failed |= code == EXIT_FAILED_TRIALS
+        if number > limits.max_rounds:
+            print(f"adaptive: stop after round {number - 1}: max_rounds {limits.max_rounds} reached")
+            break
+        analysis = adaptive.analyse(read_table(sweep_dir))
+        known = {t.key for t in all_trials} | set(analysis.df["key"])  # planned, or with a row of another run
+        decision = adaptive.decide(preset, analysis, number, limits, spent, hours_of, known)
+        record_round(sweep_dir, decision.to_json())  # before its trials run: a re-run replays it
+        clock.say("\n".join(decision.lines()))
+        if not decision.additions:
+            break
+        all_trials += adaptive.spec_trials(preset, decision.specs)
+        spent += decision.hours
+        number += 1
+        code = _run(args, argv, all_trials, sweep, sweep_dir, live, lease, clock, final=False, keep_ray=True)
+    if code not in (0, EXIT_FAILED_TRIALS):  # interrupted, or the lease lost: _run said so
+        return code
+    if not args.no_report:
+        live.close()
+        write_sweep_report(sweep_dir)
+    if failed or code == EXIT_FAILED_TRIALS:
+        print_failures(sweep_dir, all_trials, argv)
+        return EXIT_FAILED_TRIALS
+    return 0
+
+
+def _hours_estimator(args, preset):
+    """Trial-hours of planned trials, as the dry run estimates them (steps timed here, kept a
+    day; GPU trials on a machine without one: the reference GPU's rate)."""
+    from fno_sweeps import estimate as est
+
+    settings = run_settings(args)
+    device = "cuda" if settings.gpus_per_trial != 0 else "cpu"
+
+    def hours_of(planned) -> float:
+        if not planned:
+            return 0.0
+        cost, _ = _measure_throughput(planned, device, settings, args.throughput)  # timed shapes kept a day
+        cost = cost or est.FlopRate(est.REFERENCE_GPU_RATE)
+        return sum(est.trial_seconds(t.config, cost).total for t in planned) / 3600
+
+    return hours_of
+
+
+def print_adaptive_plan(preset, trials, sweep_dir: Location, throughput: float | None, settings: RunSettings) -> None:
+    """--dry-run --adaptive: the limits, the compute cap, the rounds already recorded, and
+    the worst case (the static grid of every value the rounds could add, an upper bound)."""
+    from fno_sweeps import adaptive
+    from fno_sweeps import estimate as est
+    from fno_sweeps.manifest import read_rounds
+
+    limits = preset.adaptive
+    static = adaptive.static_preset(preset)
+    worst = [t for t in expand(static) if t.key not in {p.key for p in trials}]
+    cost, basis = _measure_throughput(worst or trials, "cuda" if settings.gpus_per_trial != 0 else "cpu", settings,
+                                      throughput)  # fmt: skip
+    cost = cost or est.FlopRate(est.REFERENCE_GPU_RATE)
+    worst_hours = sum(est.trial_seconds(t.config, cost).total for t in worst) / 3600
+    recorded = read_rounds(sweep_dir)
+    print(
+        f"  adaptive: up to {limits.max_rounds} rounds after the grid; limits: scratch N up to "
+        f"{limits.largest_n(preset.n_train)} (max_n), fine-tuning N down to {limits.min_n} (min_n), "
+        f"{limits.max_lr_steps} rates beyond the grid's on each side (max_lr_steps), {limits.max_data_seeds} data "
+        "seeds per curve (max_data_seeds)"
+    )
+    print(
+        f"  adaptive cap: {est.hours_text(limits.max_trial_hours)} trial-hours of added trials (max_trial_hours); "
+        f"worst case, the static grid of every value the rounds could add (lrs "
+        f"{', '.join(f'{v:g}' for v in static.lrs)}; N {', '.join(map(str, static.n_train))}; data seeds "
+        f"{', '.join(map(str, static.data_seeds))}): {len(worst)} more trials, {est.hours_text(worst_hours)} "
+        f"trial-hours ({basis}); so at most {est.hours_text(min(worst_hours, limits.max_trial_hours))} trial-hours "
+        "added"
+    )
+    if recorded:
+        added = sum(len(a.get("specs", [])) for r in recorded for a in r.get("additions", []))
+        print(f"  adaptive rounds recorded in {sweep_dir / MANIFEST_NAME}: {len(recorded)} ({added} trials added); "
+              "a run replays them first")  # fmt: skip
 
 
 def print_failures(sweep_dir: Location, trials, argv) -> None:

@@ -91,6 +91,7 @@ class Report:
     pretrain_flops: dict = field(default_factory=dict)
     # The trials' validation curves: key, stage, curve keys, n_train, lr, seed, steps, eval_steps, eval_val_rel_l2.
     trials: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rounds: list[dict] = field(default_factory=list)  # the adaptive rounds of the sweep's manifest (report.rounds)
     figures: list[tuple[str, str, object]] = field(default_factory=list)  # (title, caption, go.Figure)
     sections: list[Section] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

@@ -15,11 +15,11 @@ from fno_analysis.points import REQUIRED_COLUMNS, check_columns, select_points
 from fno_analysis.transfer import fit_transfer
 from fno_analysis.verdicts import learned_cells
 
-from . import claims, curves, gains, health, laws, resolutions, shifts, strategies, trust, validation
+from . import claims, curves, gains, health, laws, resolutions, rounds, shifts, strategies, trust, validation
 from .base import HEALTH_COLUMNS, Report, Table, worth_showing
 
 # Page order: the answer, the figures that carry it, the checks; each section's long tables go to the end.
-SECTIONS = (claims, curves, gains, shifts, strategies, resolutions, laws, trust, validation, health)
+SECTIONS = (claims, curves, gains, shifts, strategies, resolutions, laws, trust, rounds, validation, health)
 
 
 def _signature(fig) -> frozenset:
@@ -62,10 +62,11 @@ def build_report(
     n_boot: int = 200,
     seed: int = 0,
     evaluations: pd.DataFrame | None = None,
+    adaptive_rounds: list[dict] | None = None,
 ) -> Report:
     """Fits, gains, findings and the page's sections of a results table, with its
     evaluations table (test metrics per resolution; fno.results.EVALUATION_SCHEMA) where
-    given (nothing is written)."""
+    given, and the adaptive rounds of its manifest (``rounds.read_rounds``) (nothing is written)."""
     check_columns(df, [*REQUIRED_COLUMNS, *HEALTH_COLUMNS])
     points = select_points(df)
     fits = fit_curves(df, n_boot=n_boot, seed=seed, points=points)
@@ -85,6 +86,7 @@ def build_report(
     report.transfer, report.transfer_samples = transfer, transfer_samples
     report.break_even = break_even(df, gains_table)
     report.trials = validation.trial_curves(df)
+    report.rounds = list(adaptive_rounds or [])
     if {"flops_per_sample", "steps", "batch_size"} <= set(df.columns):
         report.points = points.assign(train_flops=point_flops(df, points))
         report.pretrain_flops = pretrain_flops(df)

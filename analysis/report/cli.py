@@ -17,6 +17,7 @@ from fno_analysis.points import read_table
 from .build import build_report
 from .markdown import write_summary
 from .page import write_html
+from .rounds import read_rounds
 
 TABLE_FOLDERS = {"results": "results table", "evaluations": "evaluations table"}
 
@@ -60,7 +61,8 @@ def write_report(
     if df.empty:
         raise SweepFolderError(f"the results table in {sweep_dir} has no rows: nothing to report")
     evaluations = read_evaluations_table(sweep_dir)
-    report = build_report(df, target_error=target_error, n_boot=n_boot, evaluations=evaluations)
+    report = build_report(df, target_error=target_error, n_boot=n_boot, evaluations=evaluations,
+                          adaptive_rounds=read_rounds(sweep_dir))  # fmt: skip
     title = f"Sweep '{sweep_dir.name}': {len(df)} trials"
     html_path, md_path = sweep_dir / "report.html", sweep_dir / "summary.md"
     write_html(report, html_path, title)

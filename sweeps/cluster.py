@@ -94,7 +94,8 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
         "--autoscale",
         action="store_true",
         help="--cluster that grows on demand (KubeRay, the Ray autoscaler): accept a head without the resources "
-        "a trial needs, and keep trials pending so that nodes are added; needs --storage",
+        "a trial needs, and keep trials pending so that nodes are added; needs --storage. Detected without the flag "
+        "where the cluster's autoscaler reports configured node types",
     )
     p.add_argument("--num-cpus", type=int, default=None, help="local Ray: CPUs to use (default: all)")
     p.add_argument("--num-gpus", type=int, default=None, help="local Ray: GPUs to offer (default: those it detects)")
@@ -507,6 +508,16 @@ def start_ray(args: argparse.Namespace, say: Callable[[str], None] = print) -> N
                     "the cluster's, with RAY_AUTH_MODE=token), or a Ray or Python version other than the cluster's"
                 ) from None
         nodes = [n for n in ray.nodes() if n["Alive"]]
+        autoscaler = "" if getattr(args, "autoscale", False) else detect_autoscaler()
+        if autoscaler and not args.storage:
+            ray.shutdown()
+            raise SystemExit(
+                f"error: the cluster at {address} grows on demand ({autoscaler}); pass --storage with a folder "
+                "every node sees or a bucket URI (nodes that join read the checkpoints others wrote)"
+            )
+        if autoscaler:
+            args.autoscale = True  # as if --autoscale were given: a head without trial resources is accepted
+            say(f"the cluster grows on demand ({autoscaler}): trials are kept pending so that it adds nodes")
         if len(nodes) > 1 and not args.storage:  # (--autoscale without --storage is refused before)
             ray.shutdown()
             raise SystemExit(
@@ -609,6 +620,37 @@ def _staged_packages(stage: Path) -> list[str]:
         shutil.copytree(Path(module.__file__).parent, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         paths.append(str(target))
     return paths
+
+
+def detect_autoscaler() -> str:
+    """What says that the connected cluster grows on demand, or "" when nothing does.
+
+    Ray's autoscaler monitor runs on every head and reports, under the internal key
+    ``__autoscaling_status``, the node type of each live node. Without a cluster config (a
+    plain ``ray start``) its read-only provider names each node by its id; the cluster
+    launcher and KubeRay name them by the config's node types. Autoscaler v2 (KubeRay's
+    newer default) says so under its own key. Needs ``ray.init`` first."""
+    import json
+
+    import ray
+    from ray.experimental.internal_kv import _internal_kv_get, internal_kv_get_gcs_client
+
+    try:
+        client = internal_kv_get_gcs_client()
+        v2 = client.internal_kv_get(
+            ray._raylet.GCS_AUTOSCALER_V2_ENABLED_KEY.encode(),
+            namespace=ray._raylet.GCS_AUTOSCALER_STATE_NAMESPACE.encode(),
+        )
+        if v2 == b"1":
+            return "autoscaler v2 enabled"
+        status = _internal_kv_get("__autoscaling_status")
+        report = json.loads(status).get("autoscaler_report") or {} if status else {}
+    except (OSError, RuntimeError, ValueError, AttributeError) as err:  # an older or newer Ray: say nothing
+        print(f"note: could not read the cluster's autoscaler status ({type(err).__name__}: {err})")
+        return ""
+    mapping = report.get("node_type_mapping") or {}
+    configured = sorted({kind for node, kind in mapping.items() if kind != node})
+    return f"an autoscaler with node types {', '.join(configured)}" if configured else ""
 
 
 def check_resources(args: argparse.Namespace) -> None:

@@ -269,6 +269,18 @@ def lr_additions(preset: Preset, analysis: Analysis, cell, mode: str, limits: Ad
     return out
 
 
+def _n_specs(preset: Preset, analysis: Analysis, cell, mode: str, values: list[int], at_largest: bool) -> tuple:
+    """Trials of ``mode``'s curve in ``cell`` at the new N ``values``: every rate run at the
+    curve's end being extended (its largest N, or its smallest), x the preset's seeds x the
+    curve's data seeds."""
+    rows = _curve_rows(analysis.df, cell, mode)
+    end = rows["n_train"].max() if at_largest else rows["n_train"].min()
+    rates = sorted(rows.loc[rows["n_train"] == end, "lr"].unique())
+    data_seeds = sorted(rows["data_seed"].unique())
+    return tuple(_spec(preset, cell, mode, v, r, s, d) for v in values for r in rates for s in preset.seeds
+                 for d in data_seeds)  # fmt: skip
+
+
 def n_additions(preset: Preset, analysis: Analysis, cell, gain, limits: AdaptiveSettings,
                 held: list[str]) -> list[Addition]:  # fmt: skip
     """The N rule on a cell's gain row ``gain``; reasons for what it cannot add go to ``held``."""
@@ -303,14 +315,10 @@ def n_additions(preset: Preset, analysis: Analysis, cell, gain, limits: Adaptive
         if not values:
             held.append(f"{label}: censored at its largest N {n_max}, and 2 x {n_max} > max_n {cap}")
         else:
-            rows = _curve_rows(analysis.df, cell, "scratch")
-            top = rows[rows["n_train"] == rows["n_train"].max()]
-            rates, data_seeds = sorted(top["lr"].unique()), sorted(rows["data_seed"].unique())
-            specs = [_spec(preset, cell, "scratch", v, r, s, d) for v in values for r in rates for s in preset.seeds
-                     for d in data_seeds]  # fmt: skip
+            specs = _n_specs(preset, analysis, cell, "scratch", values, at_largest=True)
             where = "never, by its fit" if math.isinf(need) else f"N ~ {need:.3g} by its fit"
             out.append(Addition("n_train", label, tuple(values), f"{censored}; scratch reaches {target:.3g} past N "
-                                f"{n_max}: {where}", tuple(specs)))  # fmt: skip
+                                f"{n_max}: {where}", specs))  # fmt: skip
     if ft_below:
         n_min = int(gain["ft_n_min"])
         values, n = [], n_min
@@ -321,13 +329,9 @@ def n_additions(preset: Preset, analysis: Analysis, cell, gain, limits: Adaptive
         if not values:
             held.append(f"{label}: below the target at its smallest N {n_min}, already at min_n {limits.min_n}")
         else:
-            rows = _curve_rows(analysis.df, cell, "finetune")
-            low = rows[rows["n_train"] == rows["n_train"].min()]
-            rates, data_seeds = sorted(low["lr"].unique()), sorted(rows["data_seed"].unique())
-            specs = [_spec(preset, cell, "finetune", v, r, s, d) for v in values for r in rates for s in preset.seeds
-                     for d in data_seeds]  # fmt: skip
+            specs = _n_specs(preset, analysis, cell, "finetune", values, at_largest=False)
             out.append(Addition("n_train", label, tuple(values), f"{censored}; fine-tuning is below {target:.3g} at "
-                                f"its smallest N {n_min}", tuple(specs)))  # fmt: skip
+                                f"its smallest N {n_min}", specs))  # fmt: skip
     return out
 
 

@@ -239,11 +239,11 @@ def lr_additions(preset: Preset, analysis: Analysis, cell, mode: str, limits: Ad
     label = curve_label(mode, cell, cell["pretrain_family"])
     grid_lo, grid_hi = min(preset.lrs), max(preset.lrs)
     wanted: dict[tuple[str, float], list[int]] = {}
+    single: list[int] = []  # N run at one rate only
+    at_limit: dict[str, list[int]] = {}  # "largest after 2 steps" -> N
     for _, p in points.sort_values("n_train").iterrows():
         if p["n_lrs"] < 2:
-            if p["lr"] in (p["lr_min"], p["lr_max"]):
-                held.append(f"{label}: one learning rate at N {int(p['n_train'])}, no spacing to step by (add a "
-                            "second rate to lrs)")  # fmt: skip
+            single.append(int(p["n_train"]))
             continue
         if p["lr"] not in (p["lr_min"], p["lr_max"]):
             continue
@@ -251,13 +251,16 @@ def lr_additions(preset: Preset, analysis: Analysis, cell, mode: str, limits: Ad
         up = p["lr"] == p["lr_max"]
         beyond = int((rates > grid_hi * (1 + 1e-9)).sum() if up else (rates < grid_lo * (1 - 1e-9)).sum())
         if beyond >= limits.max_lr_steps:
-            held.append(
-                f"{label}: chosen rate {p['lr']:g} at N {int(p['n_train'])} is still the "
-                f"{'largest' if up else 'smallest'} after {beyond} steps beyond the grid (max_lr_steps)"
-            )
+            at_limit.setdefault(f"{'largest' if up else 'smallest'} after {beyond} steps", []).append(int(p["n_train"]))
             continue
         new = _round_rate(rates[-1] ** 2 / rates[-2] if up else rates[0] ** 2 / rates[1])
         wanted.setdefault(("largest" if up else "smallest", new), []).append(int(p["n_train"]))
+    if single:  # one line per curve, not one per N
+        held.append(f"{label}: one learning rate at N {', '.join(map(str, single))}, no spacing to step by (add a "
+                    "second rate to lrs)")  # fmt: skip
+    for where, ns in at_limit.items():
+        held.append(f"{label}: the chosen rate at N {', '.join(map(str, ns))} is still the {where} beyond the grid "
+                    "(max_lr_steps)")  # fmt: skip
     out = []
     for (side, new), ns in sorted(wanted.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         specs = []
@@ -523,8 +526,9 @@ def decide(
         additions += here
         if gain is not None:
             candidates.append((cell, gain))
-        elif here:  # what the rules could not add is said even where they add something
-            decision.held += [Held(label, r) for r in reasons]
+        elif here:  # what the rules could not add is said even where they add something: one line a cell
+            if reasons:
+                decision.held.append(Held(label, "; ".join(reasons)))
         else:
             decision.held.append(Held(label, "; ".join(reasons)))
     if candidates:

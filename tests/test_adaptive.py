@@ -61,6 +61,18 @@ def test_an_edge_rate_gets_the_next_rate_outward_at_the_same_log_spacing(preset)
     assert not [a for a in adaptive.decide(preset, adaptive.analyse(interior), 1).additions if a.axis == "lr"]
 
 
+def test_a_single_rate_grid_is_said_once_per_cell_not_once_per_n_and_curve():
+    # The study preset runs one rate: the rate rule has no spacing to step by. It printed one
+    # "nothing" line per N and curve (10 per cell at 5 N); now one line per cell names them all.
+    single = Preset.load("cpu", {"sizes": ["w8-m4"], "shifts": ["none"], "lrs": [3e-3]})
+    decision = adaptive.decide(single, adaptive.analyse(_table(lrs=(3e-3,))), 1)
+    assert not [a for a in decision.additions if a.axis == "lr"]
+    lines = [line for line in decision.lines() if "one learning rate" in line]
+    assert len(lines) == 1, lines
+    assert "scratch poisson/none/w8-m4: one learning rate at N 2, 4, 8, 16, 32" in lines[0]
+    assert "finetune[poisson] poisson/none/w8-m4: one learning rate at N 2, 4, 8, 16, 32" in lines[0]
+
+
 def test_a_censored_gain_doubles_scratch_n_up_to_the_cap(preset):
     analysis = adaptive.analyse(_table())
     gain = analysis.gains.iloc[0]

@@ -255,6 +255,13 @@ def lr_additions(preset: Preset, analysis: Analysis, cell, mode: str, limits: Ad
             continue
         new = _round_rate(rates[-1] ** 2 / rates[-2] if up else rates[0] ** 2 / rates[1])
         wanted.setdefault(("largest" if up else "smallest", new), []).append(int(p["n_train"]))
+    curve_end = points["n_train"].max() if mode == "scratch" else points["n_train"].min()  # sets the gain
+    if single and curve_end in single and limits.one_rate_step > 1 and limits.max_lr_steps >= 1:
+        rate = float(points.loc[points["n_train"] == curve_end, "lr"].iloc[0])
+        for word, factor in (("larger", limits.one_rate_step), ("smaller", 1 / limits.one_rate_step)):
+            side = f"one rate run: x{limits.one_rate_step:.3g} {word}"
+            wanted.setdefault((side, _round_rate(rate * factor)), []).append(int(curve_end))
+        single.remove(curve_end)
     if single:  # one line per curve, not one per N
         held.append(f"{label}: one learning rate at N {', '.join(map(str, single))}, no spacing to step by (add a "
                     "second rate to lrs)")  # fmt: skip
@@ -267,7 +274,9 @@ def lr_additions(preset: Preset, analysis: Analysis, cell, mode: str, limits: Ad
         for n in ns:
             data_seeds = sorted(rows.loc[rows["n_train"] == n, "data_seed"].unique())
             specs += [_spec(preset, cell, mode, n, new, s, d) for s in preset.seeds for d in data_seeds]
-        reason = f"the chosen rate is the {side} run at N {', '.join(map(str, ns))}"
+        at = ", ".join(map(str, ns))
+        reason = (f"{side} at N {at}, the curve's end that sets the gain" if side.startswith("one rate")
+                  else f"the chosen rate is the {side} run at N {at}")  # fmt: skip
         out.append(Addition("lr", label, (new,), reason, tuple(specs)))
     return out
 
@@ -610,8 +619,8 @@ def static_preset(preset: Preset, limits: AdaptiveSettings | None = None) -> Pre
 
     limits = limits or preset.adaptive
     lrs = sorted(preset.lrs)
-    if len(lrs) >= 2:
-        down, up = lrs[1] / lrs[0], lrs[-1] / lrs[-2]
+    if len(lrs) >= 2 or limits.one_rate_step > 1:
+        down, up = (lrs[1] / lrs[0], lrs[-1] / lrs[-2]) if len(lrs) >= 2 else (limits.one_rate_step,) * 2
         lrs = [_round_rate(lrs[0] / down**i) for i in range(limits.max_lr_steps, 0, -1)] + lrs
         lrs += [_round_rate(lrs[-1] * up**i) for i in range(1, limits.max_lr_steps + 1)]
     ns = set(preset.n_train)

@@ -92,6 +92,10 @@ class AdaptiveSettings:
     min_n: int = 1  # smallest N fine-tuning may be extended to
     max_lr_steps: int = 2  # rates beyond the grid's smallest and largest, each side, per point
     max_data_seeds: int = 4  # data seeds per curve at most (the grid's included)
+    # A point run at one rate has no spacing to step by: the rule adds the rates this factor
+    # either side of it (half a decade), at the curve's end that sets its gain (scratch's
+    # largest N, fine-tuning's smallest), where a better rate moves the verdict. 1: never.
+    one_rate_step: float = 10**0.5
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
@@ -103,6 +107,9 @@ class AdaptiveSettings:
         if self.max_n is not None and (isinstance(self.max_n, bool) or not isinstance(self.max_n, int)
                                        or self.max_n < 1):  # fmt: skip
             raise ValueError(f"adaptive.max_n must be a whole number >= 1 or unset, got {self.max_n!r}")
+        step = self.one_rate_step
+        if isinstance(step, bool) or not isinstance(step, int | float) or not 1 <= step < float("inf"):
+            raise ValueError(f"adaptive.one_rate_step must be a factor >= 1 (1: off), got {step!r}")
         hours = self.max_trial_hours
         if isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours < float("inf"):
             raise ValueError(f"adaptive.max_trial_hours must be a number of hours > 0, got {hours!r}")

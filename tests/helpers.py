@@ -107,8 +107,8 @@ def growing_cluster(
         for node in nodes:  # all at once, then each waited for
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(node.pid, signal.SIGTERM)
-        for node in nodes:
-            stop_group(node)
+        for node in nodes:  # a SIGTERMed node drains for up to 30 s: a test has no work to save
+            stop_group(node, grace_s=2)
         # A killed head leaves its address behind, where a later plain ray.init() would look.
         current = Path("/tmp/ray/ray_current_cluster")
         if current.exists() and current.read_text().strip().endswith(f":{port}"):
@@ -172,7 +172,7 @@ def autoscaling_cluster(env: dict[str, str], max_workers: int = 2) -> Iterator[s
             time.sleep(6)
             yield address
         finally:
-            stop_group(head, grace_s=5)
+            stop_group(head, grace_s=2)
             current = Path("/tmp/ray/ray_current_cluster")
             if current.exists() and current.read_text().strip().endswith(f":{port}"):
                 current.unlink()

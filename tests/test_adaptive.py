@@ -61,16 +61,32 @@ def test_an_edge_rate_gets_the_next_rate_outward_at_the_same_log_spacing(preset)
     assert not [a for a in adaptive.decide(preset, adaptive.analyse(interior), 1).additions if a.axis == "lr"]
 
 
-def test_a_single_rate_grid_is_said_once_per_cell_not_once_per_n_and_curve():
-    # The study preset runs one rate: the rate rule has no spacing to step by. It printed one
-    # "nothing" line per N and curve (10 per cell at 5 N); now one line per cell names them all.
+def test_a_one_rate_grid_steps_half_a_decade_either_side_at_the_end_that_sets_the_gain():
+    # The study preset runs one rate: every verdict is blocked by "every point was trained with
+    # one learning rate", and the rule had no spacing to step by, so the rounds added nothing
+    # for any cell (measured on a slice of the study; docs/study.md). It also printed one
+    # "nothing" line per N and curve (10 per cell at 5 N). Now the rates x sqrt(10) and
+    # / sqrt(10) are added where they move the gain: scratch's largest N, fine-tuning's
+    # smallest; the other N are said once per cell.
     single = Preset.load("cpu", {"sizes": ["w8-m4"], "shifts": ["none"], "lrs": [3e-3]})
     decision = adaptive.decide(single, adaptive.analyse(_table(lrs=(3e-3,))), 1)
-    assert not [a for a in decision.additions if a.axis == "lr"]
+    added = {(a.curve.split()[0], a.values): {s["n_train"] for s in a.specs} for a in decision.additions
+             if a.axis == "lr"}  # fmt: skip
+    assert added == {
+        ("scratch", (0.00948683,)): {32},
+        ("scratch", (0.000948683,)): {32},
+        ("finetune[poisson]", (0.00948683,)): {2},
+        ("finetune[poisson]", (0.000948683,)): {2},
+    }
+    assert any("one rate run: x3.16 larger at N 32, the curve's end that sets the gain" in a.reason
+               for a in decision.additions)  # fmt: skip
     lines = [line for line in decision.lines() if "one learning rate" in line]
     assert len(lines) == 1, lines
-    assert "scratch poisson/none/w8-m4: one learning rate at N 2, 4, 8, 16, 32" in lines[0]
-    assert "finetune[poisson] poisson/none/w8-m4: one learning rate at N 2, 4, 8, 16, 32" in lines[0]
+    assert "scratch poisson/none/w8-m4: one learning rate at N 2, 4, 8, 16, no spacing" in lines[0]
+    assert "finetune[poisson] poisson/none/w8-m4: one learning rate at N 4, 8, 16, 32, no spacing" in lines[0]
+    # Off (one_rate_step = 1): nothing on the rate axis.
+    off = Preset.load("cpu", {"sizes": ["w8-m4"], "shifts": ["none"], "lrs": [3e-3], "adaptive": {"one_rate_step": 1}})
+    assert not [a for a in adaptive.decide(off, adaptive.analyse(_table(lrs=(3e-3,))), 1).additions if a.axis == "lr"]
 
 
 def test_a_censored_gain_doubles_scratch_n_up_to_the_cap(preset):
@@ -154,6 +170,7 @@ def test_the_static_grid_holds_every_value_the_rounds_can_add(preset):
         ("adaptive.max_rounds=0", "adaptive.max_rounds must be a whole number >= 1, got 0"),
         ("adaptive.max_trial_hours=-1", "adaptive.max_trial_hours must be a number of hours > 0, got -1"),
         ("adaptive.max_n=0", "adaptive.max_n must be a whole number >= 1 or unset, got 0"),
+        ("adaptive.one_rate_step=0.5", "adaptive.one_rate_step must be a factor >= 1 (1: off), got 0.5"),
         ("adaptive.enabled=2", "adaptive.enabled must be true or false, got 2"),
         ("adaptive.rounds=2", "unknown [adaptive] fields ['rounds']; allowed: ['enabled', 'max_data_seeds'"),
     ],

@@ -219,7 +219,7 @@ def _gain(ft: pd.Series, sc: pd.Series, target: float, floor_artefact: bool) -> 
     if ft_side != "measured":  # both on the same side
         return {**out, "verdict": "undetermined", "note": note}
     k = min(len(ft["boot"]), len(sc["boot"]))
-    with np.errstate(invalid="ignore", divide="ignore"):  # inf / inf: neither replicate gets there; dropped
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # inf / inf: NaN, dropped; overflow: inf
         ratio = examples_needed(target, *sc["boot"][:k].T) / examples_needed(target, *ft["boot"][:k].T)
     if np.isinf(ratio).mean() > (1 - CONFIDENCE) / 2:
         note = f"{np.isinf(ratio).mean():.0%} of bootstrap replicates: scratch never reaches the target"
@@ -237,7 +237,7 @@ def censored_replicates(ft: pd.Series, sc: pd.Series, target: float) -> tuple[np
     n_ft = examples_needed(target, *ft["boot"][:k].T)
     usable = ~(np.isnan(n_sc) | np.isnan(n_ft))
     n_sc, n_ft = n_sc[usable], n_ft[usable]
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # N past float's range: an inf gain
         lower = np.minimum(n_sc, sc["n_max"]) / np.maximum(n_ft, ft["n_min"])
         upper = np.maximum(n_sc, sc["n_min"]) / np.minimum(n_ft, ft["n_max"])
     return lower, np.where(np.isnan(upper), np.inf, upper)

@@ -70,10 +70,10 @@ def loopback_cluster(env: dict[str, str], head_gpus: int = 0, dashboard_port: in
 
 @contextlib.contextmanager
 def growing_cluster(
-    env: dict[str, str], head_gpus: int = 0, dashboard_port: int | None = None, head_cpus: int = 1
+    env: dict[str, str], head_gpus: int = 0, dashboard_port: int | None = None
 ) -> Iterator[tuple[str, Callable[[], subprocess.Popen]]]:
-    """A real Ray cluster on this machine that starts as a head node alone (``head_cpus``,
-    token auth from ``env``); yields its address and a function that adds a one-CPU worker
+    """A real Ray cluster on this machine that starts as a head node alone (one CPU, token
+    auth from ``env``); yields its address and a function that adds a one-CPU worker
     node, returns once the head counts it alive, and returns its `ray start` process (the
     leader of the node's process group). Every node ends by its process group (never
     `ray stop`, which would end every Ray process on the machine)."""
@@ -82,7 +82,7 @@ def growing_cluster(
     address = f"127.0.0.1:{port}"
     common = ["--block", "--node-ip-address", "127.0.0.1"]
     quiet = {"start_new_session": True, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    head = [ray_cli, "start", "--head", "--port", str(port), "--num-gpus", str(head_gpus), "--num-cpus", str(head_cpus)]
+    head = [ray_cli, "start", "--head", "--port", str(port), "--num-gpus", str(head_gpus), "--num-cpus", "1"]
     if dashboard_port is None:
         head.append("--include-dashboard=false")
     else:
@@ -116,10 +116,11 @@ def growing_cluster(
 
 
 @contextlib.contextmanager
-def autoscaling_cluster(env: dict[str, str], max_workers: int = 2) -> Iterator[str]:
+def autoscaling_cluster(env: dict[str, str], max_workers: int = 2) -> Iterator[tuple[str, subprocess.Popen]]:
     """A Ray cluster on this machine whose head holds no CPU and whose autoscaler (Ray's
-    own, with its fake multi-node provider, which starts real raylets here) adds one-CPU
-    nodes on demand, up to ``max_workers``; yields its address. Ends by its process group."""
+    own, with its fake multi-node provider, which starts real raylets here, under the
+    head's process tree) adds one-CPU nodes on demand, up to ``max_workers``; yields its
+    address and the head's `ray start` process. Ends by its process group."""
     ray_cli = str(Path(sys.executable).parent / "ray")
     port = free_port()
     address = f"127.0.0.1:{port}"
@@ -170,7 +171,7 @@ def autoscaling_cluster(env: dict[str, str], max_workers: int = 2) -> Iterator[s
         )  # fmt: skip
         try:
             time.sleep(6)
-            yield address
+            yield address, head
         finally:
             stop_group(head, grace_s=2)
             current = Path("/tmp/ray/ray_current_cluster")

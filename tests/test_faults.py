@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import autoscaling_cluster, growing_cluster, stop_group, sweep_rows
+from helpers import autoscaling_cluster, stop_group, sweep_rows
 from tiny_sweep import TINY
 
 from fno.train import TrialConfig, TrialControl, TrialTimeoutError, run_trial
@@ -180,80 +180,55 @@ def test_trials_stream_with_the_slots_full_and_no_barrier(tmp_path):
     assert min(at_once[:-4]) >= 3, at_once
 
 
-def test_a_node_that_joins_mid_sweep_runs_trials(tmp_path):
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "PYTHONUNBUFFERED": "1"}
-    with growing_cluster(env) as (address, add_node):
-        sweep = [sys.executable, str(ROOT / "sweeps" / "scaling.py"), "--cluster", "--address", address,
-                 "--storage", str(tmp_path), "--no-report", *SCRATCH_ONLY, "--set", "n_train=[4,8]",
-                 "--set", "lrs=[1e-3,3e-3,1e-2]", "--set", "downstream.steps=1500"]  # fmt: skip
-        proc = subprocess.Popen(sweep, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        results = tmp_path / "cpu" / "results"
-        deadline = time.time() + 180
-        while time.time() < deadline and not list(results.glob("*.parquet")):
-            time.sleep(0.1)
-        add_node()  # a second one-CPU node joins while most trials are left
-        joined = time.time()
-        out, _ = proc.communicate(timeout=400)
-    assert proc.returncode == 0, out[-3000:]
-    rows = sweep_rows(tmp_path)
-    assert len(rows) == 12 and set(rows["status"]) == {"ok"}
-    ended = pd.to_datetime(rows["started_at"], utc=True) + pd.to_timedelta(rows["wall_s"], unit="s")
-    assert (ended.map(lambda t: t.timestamp()) > joined).sum() >= 3, "the sweep ended before the node joined"
-    assert rows["node"].nunique() == 2, (rows["node"].value_counts(), out[-2000:])
-    assert max(_most_at_once(rows)) == 2  # the new node's slot was used beside the head's
-
-
 def _cluster_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "PYTHONUNBUFFERED": "1",
             **extra}  # fmt: skip
 
 
-def test_a_node_killed_mid_trial_is_retried_on_another_and_resumes_from_its_checkpoint(tmp_path):
-    # The head holds no CPU (--autoscale accepts it); nodes A and B hold one each and one
-    # of them runs the one trial. Once the trial has saved its state, that node dies whole
-    # (raylet, workers and all, SIGKILL, as a preempted machine). Ray notices within about
-    # a second (health checks every 0.5 s here); the trial is retried on the other node and
-    # resumes from the state the dead one saved in the shared storage.
+def _descendants(root: int) -> list[int]:
+    """Pids of every process under ``root`` (itself excluded)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                children.setdefault(_parent(int(entry.name)), []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _worker_raylets(head: int) -> dict[int, list[int]]:
+    """Under the head's process tree: each worker node's raylet pid -> its trial workers'
+    pids (the fake provider starts worker nodes from the head's autoscaler monitor)."""
+    raylets = {}
+    for pid in _descendants(head):
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"/raylet/raylet" in cmdline and b"--head" not in cmdline:
+                raylets[pid] = _ray_workers_under(pid)
+    return raylets
+
+
+def test_an_autoscaling_cluster_is_detected_grows_and_a_node_killed_mid_trial_is_resumed_elsewhere(tmp_path):
+    # Ray's own autoscaler (its fake multi-node provider starts real raylets on this
+    # machine) on a head with no CPU, and no --autoscale: before detection the sweep was
+    # refused ("the largest node has 0 CPUs"). Without --storage it is refused, before any
+    # folder. With it, the autoscaler adds two one-CPU nodes as trials wait and both run
+    # trials at once (concurrency follows the nodes that join). Once both running trials
+    # have saved their state, one node dies whole (raylet, workers and agents, SIGKILL, as
+    # a preempted machine); Ray notices within about a second (health checks every 0.5 s
+    # here) and the trial is retried on the other node, from the state the dead one saved.
+    # Before the node faults were handled the retry started over at step 0.
     env = _cluster_env(RAY_health_check_period_ms="500", RAY_health_check_timeout_ms="1000",
                        RAY_health_check_failure_threshold="3")  # fmt: skip
-    with growing_cluster(env, head_cpus=0) as (address, add_node):
-        nodes = [add_node(), add_node()]
-        sweep = [sys.executable, str(ROOT / "sweeps" / "scaling.py"), "--cluster", "--address", address,
-                 "--storage", str(tmp_path), "--autoscale", "--no-report", "--concurrency", "1",
-                 "--checkpoint-every", "0.001", *SCRATCH_ONLY, "--set", 'shifts=["none"]',
-                 "--set", "downstream.steps=1200", "--set", "downstream.eval_every=60"]  # fmt: skip
-        proc = subprocess.Popen(sweep, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        try:
-            deadline = time.time() + 180
-            while time.time() < deadline and not list((tmp_path / "cpu" / "checkpoints").glob("*/resume.pt")):
-                time.sleep(0.05)
-            running = [(node, _ray_workers_under(node.pid)) for node in nodes]
-            running = [(node, workers) for node, workers in running if workers]
-            assert len(running) == 1 and proc.poll() is None, "the trial is not running on one of the nodes"
-            node, workers = running[0]
-            os.killpg(node.pid, signal.SIGKILL)
-            for pid in workers:  # in case a worker left its node's process group
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            out, _ = proc.communicate(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert proc.returncode == 0, out[-3000:]
-    row = sweep_rows(tmp_path).iloc[0]
-    assert row["status"] == "ok" and row["steps"] == 1200 and row["failure"] == "", out[-2000:]
-    assert 0 < row["resumed_step"] < 1200, "the retry on the other node started over instead of resuming"
-    assert row["eval_steps"][-1] == 1200 and len(row["eval_steps"]) == 20  # the whole validation curve
-
-
-def test_a_cluster_whose_autoscaler_adds_nodes_is_detected_without_the_flag(tmp_path):
-    # A head with no CPU: before detection the sweep was refused ("the largest node has 0
-    # CPUs") unless --autoscale was given. Ray's autoscaler (fake multi-node provider:
-    # real raylets on this machine) adds one-CPU nodes as trials wait.
-    env = _cluster_env()
-    with autoscaling_cluster(env) as address:
+    with autoscaling_cluster(env, max_workers=2) as (address, head):
         base = [sys.executable, str(ROOT / "sweeps" / "scaling.py"), "--cluster", "--address", address,
-                "--no-report", *SCRATCH_ONLY, "--set", 'shifts=["none"]', "--set", "lrs=[1e-3,3e-3]"]  # fmt: skip
+                "--no-report", *SCRATCH_ONLY, "--set", 'shifts=["none"]', "--set", "n_train=[4,8]",
+                "--set", "lrs=[1e-3,1e-2]", "--set", "downstream.steps=1200",
+                "--set", "downstream.eval_every=100", "--checkpoint-every", "0.001"]  # fmt: skip
         elsewhere = tmp_path / "elsewhere"
         elsewhere.mkdir()
         refused = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120, cwd=elsewhere)
@@ -262,11 +237,32 @@ def test_a_cluster_whose_autoscaler_adds_nodes_is_detected_without_the_flag(tmp_
             refused.stdout[-1500:] + refused.stderr[-1500:]
         )
         storage = tmp_path / "storage"
-        ran = subprocess.run([*base, "--storage", str(storage)], capture_output=True, text=True, env=env, timeout=300)
-    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-2000:]
-    assert "grows on demand (an autoscaler with node types" in ran.stdout, ran.stdout[-2000:]
+        proc = subprocess.Popen([*base, "--storage", str(storage)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=env)  # fmt: skip
+        try:
+            saved = storage / "cpu" / "checkpoints"
+            deadline = time.time() + 240
+            while time.time() < deadline and len(list(saved.glob("*/resume.pt"))) < 2:
+                time.sleep(0.05)
+            busy = {r: w for r, w in _worker_raylets(head.pid).items() if w}
+            # Both nodes the autoscaler added run a trial at once, each with its state saved.
+            assert len(busy) == 2 and proc.poll() is None, ("two nodes should each run a trial", busy)
+            raylet = min(busy)
+            for pid in [*_descendants(raylet), raylet]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            out, _ = proc.communicate(timeout=400)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert "grows on demand (an autoscaler with node types" in out, out[-2000:]
     rows = sweep_rows(storage)
-    assert len(rows) == 2 and set(rows["status"]) == {"ok"}
+    assert len(rows) == 4 and set(rows["status"]) == {"ok"} and (rows["failure"] == "").all(), out[-2000:]
+    resumed = rows[rows["resumed_step"] > 0]
+    assert len(resumed) == 1, "the killed node's trial should have resumed, once"
+    whole = rows[rows["resumed_step"] == 0]["eval_steps"].iloc[0]  # an uninterrupted trial's evaluations
+    assert resumed["resumed_step"].iloc[0] < 1200 and list(resumed["eval_steps"].iloc[0]) == list(whole)
 
 
 def test_a_gpu_trial_on_a_node_without_cuda_fails_naming_the_node(tmp_path, capsys):

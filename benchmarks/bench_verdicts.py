@@ -13,13 +13,16 @@ claim is true by a clear margin and the share of "supports" is the power (goal: 
 
     python benchmarks/bench_verdicts.py [--cells 200] [--scenarios NAME ...] [--seed S]
                                         [--n-boot 200] [--markdown] [--list]
-                                        [--adaptive [--rounds 3] [--max-data-seeds 6]]
+                                        [--adaptive [--rounds 3] [--max-data-seeds 6] [--n-rule]]
 
 With --adaptive each sweep of a claim-1 scenario is judged, then given the data seeds that
 the adaptive rounds' data-seed rule (``fno_sweeps.adaptive.seed_plan``) asks for, drawn from
 the same truth, and judged again, for up to --rounds rounds: the sequential design whose
-error rate the verdicts must keep. Cells where the learning-rate or N rule would add
-trials get nothing here (their new points are not in the synthetic truth). Each row then
+error rate the verdicts must keep. With --n-rule too, every sweep starts at N 32 .. 8,192
+and the N rule's additions (scratch N doubled where a gain is censored, fine-tuning N
+halved where fine-tuning is below the target at its smallest N) are revealed from the same
+truth, out to N 8 and 32,768. Rates the learning-rate rule would add are not in the
+synthetic truth (three rates): cells where it adds get nothing from it. Each row then
 also gives the static run's wrong share and power beside the adaptive one, and the
 trained trials per decided cell of each.
 
@@ -399,6 +402,7 @@ class Adaptive:
 
     rounds: int = 3
     max_data_seeds: int = 6
+    n_rule: bool = False  # the grid starts at N_GRID[2:-2]; the N rule may reveal N out to N_GRID's ends
     trials: Counter = field(default_factory=Counter)  # "static" | "adaptive" -> trained trials drawn
     decided: Counter = field(default_factory=Counter)  # "static" | "adaptive" -> cells decided (either way)
     added_rounds: Counter = field(default_factory=Counter)  # rounds that added data seeds -> sweeps
@@ -407,12 +411,15 @@ class Adaptive:
 CELL = ["family", "shift", "width", "modes", "layers"]
 
 
-def _grid(scenario: Scenario) -> object:
+def _grid(scenario: Scenario, n_values=N_GRID) -> object:
     """The fields of a preset the rules read, for a synthetic sweep (its families are not real ones)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(lrs=LRS3, n_train=tuple(int(n) for n in N_GRID), pretrain_families=("synthetic",),
+    return SimpleNamespace(lrs=LRS3, n_train=tuple(int(n) for n in n_values), pretrain_families=("synthetic",),
                            seeds=tuple(range(scenario.seeds)), datasets={})  # fmt: skip
+
+
+N_START = N_GRID[2:-2]  # --n-rule: the planned grid's N (32 .. 8,192); the rule may add N_GRID's ends
 
 
 def adaptive_rounds(full, scenario: Scenario, settings: Adaptive, n_boot: int, judge_seed: int):
@@ -423,14 +430,23 @@ def adaptive_rounds(full, scenario: Scenario, settings: Adaptive, n_boot: int, j
     from fno_analysis.verdicts import NOT_LEARNED, CellDoubts
     from fno_analysis.verdicts import SUPPORTS as S
 
-    limits = AdaptiveSettings(max_rounds=settings.rounds, max_data_seeds=settings.max_data_seeds)
-    grid = _grid(scenario)
+    limits = AdaptiveSettings(max_rounds=settings.rounds, max_data_seeds=settings.max_data_seeds,
+                              max_n=int(N_GRID[-1]), min_n=int(N_GRID[0]))  # fmt: skip
+    grid = _grid(scenario, N_START if settings.n_rule else N_GRID)
     cell_of = list(zip(*(full[k] for k in CELL), strict=True))
     shown = {c: scenario.data_seeds for c in set(cell_of)}  # data seeds revealed per cell
+    # N revealed per curve (cell, mode); zero-shot rows have no N to reveal.
+    curve_of = [(*c, m) for c, m in zip(cell_of, full["mode"], strict=True)]
+    start = {int(n) for n in grid.n_train}
+    n_shown = {c: set(start) for c in set(curve_of)}
+    trained = full["mode"].isin(("scratch", "finetune")).to_numpy()
+    n_of = full["n_train"].to_numpy()
 
     def table():
         limit = np.array([shown[c] for c in cell_of])
-        return full[full["data_seed"].to_numpy() < limit].reset_index(drop=True)
+        keep = full["data_seed"].to_numpy() < limit
+        keep &= ~trained | np.array([int(n) in n_shown[c] for c, n in zip(curve_of, n_of, strict=True)])
+        return full[keep].reset_index(drop=True)
 
     df = table()
     analysis = adaptive.analyse(df, n_boot=n_boot, seed=judge_seed, target_error=scenario.target)
@@ -439,17 +455,26 @@ def adaptive_rounds(full, scenario: Scenario, settings: Adaptive, n_boot: int, j
         cells = analysis.findings.cells.get(1)
         if cells is None or cells.empty:
             break
-        doubts, candidates = CellDoubts(analysis.flags), []
+        doubts, candidates, revealed = CellDoubts(analysis.flags), [], False
         for _, cell in cells.iterrows():
             if cell["verdict"] in (S, C, NOT_LEARNED):
                 continue
             here, _, gain = adaptive.cell_rules(grid, analysis, cell, limits, doubts)
+            for addition in here:  # the N rule's additions are revealed; rates are not in the truth
+                if addition.axis != "n_train" or not settings.n_rule:
+                    continue
+                for spec in addition.specs:
+                    size = (cell["width"], cell["modes"], cell["layers"])
+                    key = (cell["family"], cell["shift"], *size, spec["mode"])
+                    if key in n_shown and spec["n_train"] not in n_shown[key]:
+                        n_shown[key].add(spec["n_train"])
+                        revealed = True
             if gain is not None and not here:
                 candidates.append((cell, gain))
         plan, _ = adaptive.seed_plan(analysis, candidates, limits, [])
-        if not plan:
+        if not plan and not revealed:
             break
-        if df["data_seed"].nunique() == 1:  # every curve of the sweep gets them (the rule's one-seed case)
+        if plan and df["data_seed"].nunique() == 1:  # every curve of the sweep gets them (the rule's one-seed case)
             shown.update(dict.fromkeys(shown, max(plan.values())))
         else:
             for key, k in plan.items():
@@ -589,6 +614,11 @@ def main(argv=None) -> int:
         help="also run the adaptive rounds' data-seed rule on each sweep (claim-1 scenarios)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="--adaptive: rounds at most (max_rounds)")
+    parser.add_argument(
+        "--n-rule",
+        action="store_true",
+        help="--adaptive: the sweeps start at N 32 .. 8,192 and the N rule may add N out to 8 and 32,768",
+    )
     parser.add_argument("--max-data-seeds", type=int, default=6, help="--adaptive: data seeds per curve at most")
     args = parser.parse_args(argv)
     if args.list:
@@ -636,11 +666,14 @@ def main(argv=None) -> int:
 def _main_adaptive(args, chosen: list[Scenario], total: float) -> int:
     """--adaptive: claim-1 scenarios only (the rounds act on claim 1), static beside adaptive."""
     chosen = [s for s in chosen if any(j.claim == 1 for j in s.judged)]
+    if args.n_rule:
+        print(f"N rule on: every sweep starts at N {int(N_START[0])} .. {int(N_START[-1])} and may add N out to "
+              f"{int(N_GRID[0])} and {int(N_GRID[-1])}")  # fmt: skip
     print(f"adaptive: up to {args.rounds} rounds, at most {args.max_data_seeds} data seeds per curve; claim-1 "
           f"scenarios: {', '.join(s.key for s in chosen)}\n", flush=True)  # fmt: skip
     rows, notes = [], []
     for scenario in chosen:
-        settings = Adaptive(args.rounds, args.max_data_seeds)
+        settings = Adaptive(args.rounds, args.max_data_seeds, n_rule=args.n_rule)
         static, final, seconds = run_adaptive_scenario(scenario, args.cells, args.seed, args.n_boot, notes, settings)
         rows += adaptive_rows(scenario, static, final, settings, seconds)
         print(f"done {scenario.key} ({seconds:.0f} s)", file=sys.stderr, flush=True)

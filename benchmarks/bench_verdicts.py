@@ -424,14 +424,17 @@ N_START = N_GRID[2:-2]  # --n-rule: the planned grid's N (32 .. 8,192); the rule
 
 def adaptive_rounds(full, scenario: Scenario, settings: Adaptive, n_boot: int, judge_seed: int):
     """Judge the sweep ``full`` (drawn with settings.max_data_seeds data seeds) at the
-    scenario's data seeds, then reveal the data seeds the rule asks for, round by round.
+    scenario's data seeds (and, with settings.n_rule, at N_START only), then reveal the
+    data seeds (and N) the rules ask for, round by round.
     Returns (static findings, adaptive findings, static trials, adaptive trials)."""
     from fno_analysis.verdicts import CONTRADICTS as C
     from fno_analysis.verdicts import NOT_LEARNED, CellDoubts
     from fno_analysis.verdicts import SUPPORTS as S
 
-    limits = AdaptiveSettings(max_rounds=settings.rounds, max_data_seeds=settings.max_data_seeds,
-                              max_n=int(N_GRID[-1]), min_n=int(N_GRID[0]))  # fmt: skip
+    # With the N rule, N may be revealed out to N_GRID's ends; without it the rule's own
+    # limits stand (its additions then only keep a cell from the data-seed rule).
+    reach = {"max_n": int(N_GRID[-1]), "min_n": int(N_GRID[0])} if settings.n_rule else {}
+    limits = AdaptiveSettings(max_rounds=settings.rounds, max_data_seeds=settings.max_data_seeds, **reach)
     grid = _grid(scenario, N_START if settings.n_rule else N_GRID)
     cell_of = list(zip(*(full[k] for k in CELL), strict=True))
     shown = {c: scenario.data_seeds for c in set(cell_of)}  # data seeds revealed per cell
@@ -464,8 +467,7 @@ def adaptive_rounds(full, scenario: Scenario, settings: Adaptive, n_boot: int, j
                 if addition.axis != "n_train" or not settings.n_rule:
                     continue
                 for spec in addition.specs:
-                    size = (cell["width"], cell["modes"], cell["layers"])
-                    key = (cell["family"], cell["shift"], *size, spec["mode"])
+                    key = (*(cell[k] for k in CELL), spec["mode"])
                     if key in n_shown and spec["n_train"] not in n_shown[key]:
                         n_shown[key].add(spec["n_train"])
                         revealed = True

@@ -238,7 +238,8 @@ def lr_additions(preset: Preset, analysis: Analysis, cell, mode: str, limits: Ad
         return []
     label = curve_label(mode, cell, cell["pretrain_family"])
     grid_lo, grid_hi = min(preset.lrs), max(preset.lrs)
-    wanted: dict[tuple[str, float], list[int]] = {}
+    wanted: dict[tuple[str, float], list[int]] = {}  # (side, new rate) -> N
+    phrase: dict[str, str] = {}  # side -> the addition's reason, "{}" for the N
     single: list[int] = []  # N run at one rate only
     at_limit: dict[str, list[int]] = {}  # "largest after 2 steps" -> N
     for _, p in points.sort_values("n_train").iterrows():
@@ -254,12 +255,15 @@ def lr_additions(preset: Preset, analysis: Analysis, cell, mode: str, limits: Ad
             at_limit.setdefault(f"{'largest' if up else 'smallest'} after {beyond} steps", []).append(int(p["n_train"]))
             continue
         new = _round_rate(rates[-1] ** 2 / rates[-2] if up else rates[0] ** 2 / rates[1])
-        wanted.setdefault(("largest" if up else "smallest", new), []).append(int(p["n_train"]))
+        side = "largest" if up else "smallest"
+        phrase[side] = f"the chosen rate is the {side} run at N {{}}"
+        wanted.setdefault((side, new), []).append(int(p["n_train"]))
     curve_end = points["n_train"].max() if mode == "scratch" else points["n_train"].min()  # sets the gain
     if single and curve_end in single and limits.one_rate_step > 1 and limits.max_lr_steps >= 1:
         rate = float(points.loc[points["n_train"] == curve_end, "lr"].iloc[0])
         for word, factor in (("larger", limits.one_rate_step), ("smaller", 1 / limits.one_rate_step)):
             side = f"one rate run: x{limits.one_rate_step:.3g} {word}"
+            phrase[side] = f"{side} at N {{}}, the curve's end that sets the gain"
             wanted.setdefault((side, _round_rate(rate * factor)), []).append(int(curve_end))
         single.remove(curve_end)
     if single:  # one line per curve, not one per N
@@ -274,10 +278,7 @@ def lr_additions(preset: Preset, analysis: Analysis, cell, mode: str, limits: Ad
         for n in ns:
             data_seeds = sorted(rows.loc[rows["n_train"] == n, "data_seed"].unique())
             specs += [_spec(preset, cell, mode, n, new, s, d) for s in preset.seeds for d in data_seeds]
-        at = ", ".join(map(str, ns))
-        reason = (f"{side} at N {at}, the curve's end that sets the gain" if side.startswith("one rate")
-                  else f"the chosen rate is the {side} run at N {at}")  # fmt: skip
-        out.append(Addition("lr", label, (new,), reason, tuple(specs)))
+        out.append(Addition("lr", label, (new,), phrase[side].format(", ".join(map(str, ns))), tuple(specs)))
     return out
 
 

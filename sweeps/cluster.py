@@ -644,7 +644,7 @@ def detect_autoscaler() -> str:
         if v2 == b"1":
             return "autoscaler v2 enabled"
         status = _internal_kv_get("__autoscaling_status")
-        report = json.loads(status).get("autoscaler_report") or {} if status else {}
+        report = (json.loads(status).get("autoscaler_report") or {}) if status else {}
     except (OSError, RuntimeError, ValueError, AttributeError) as err:  # an older or newer Ray: say nothing
         print(f"note: could not read the cluster's autoscaler status ({type(err).__name__}: {err})")
         return ""

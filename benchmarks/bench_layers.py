@@ -3,7 +3,9 @@
 - pointwise 1x1 layer: ``Pointwise`` (one baddbmm) against a 1x1 convolution and an einsum;
 - complex contraction over modes: the complex bmm ``SpectralConv2d`` uses against a
   real-valued block bmm;
-- "rfft along y, keep m columns": ``_TruncatedRFFT`` against autograd of rfft + slice.
+- "rfft along y, keep m columns": ``_TruncatedRFFT`` against autograd of rfft + slice;
+- the whole spectral convolution: its CPU path (the truncated transforms as real matrix
+  products) against its path for other devices (FFTs on the kept columns), both on the CPU.
 
     python benchmarks/bench_layers.py [--threads 2]
 """
@@ -18,7 +20,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from fno.model import Pointwise, _TruncatedRFFT
+from fno.model import Pointwise, SpectralConv2d, _TruncatedRFFT
 
 
 def time_ms(fn: Callable[[], object], repeats: int = 20) -> float:
@@ -73,6 +75,17 @@ def rfft_times(channels: int, m: int, batch: int = 16, n: int = 64) -> dict[str,
     }
 
 
+def spectral_times(channels: int, m: int, n: int, batch: int = 16) -> dict[str, float]:
+    torch.manual_seed(0)
+    layer = SpectralConv2d(channels, channels, m)
+    x = torch.randn(batch, channels, n, n, requires_grad=True)
+    g = torch.randn(batch, channels, n, n)
+    return {
+        "matrix DFT (ours, CPU)": time_ms(lambda: layer._forward_dft(x).backward(g)),
+        "truncated FFTs (other devices)": time_ms(lambda: layer._forward_fft(x).backward(g)),
+    }
+
+
 def rows():
     for c, o in ((4, 16), (16, 16), (32, 32), (32, 64), (64, 64), (64, 128)):
         yield f"pointwise {c}->{o}, batch 16, 64x64", pointwise_times(c, o)
@@ -80,6 +93,19 @@ def rows():
         yield f"complex contraction, {modes} modes, batch 16, {channels} ch", contraction_times(modes, channels)
     for channels, m in ((16, 4), (32, 8), (64, 16)):
         yield f"truncated rfft, batch 16, {channels} ch, 64x64, m={m}", rfft_times(channels, m)
+    # The spectral layers of w16-m4, w32-m8, w32-m16 and w64-m16 at 64 x 64; the most modes
+    # a 64 x 64 grid holds; finer grids.
+    for channels, m, n, batch in (
+        (16, 4, 64, 16),
+        (32, 8, 64, 16),
+        (32, 16, 64, 16),
+        (64, 16, 64, 16),
+        (32, 32, 64, 16),
+        (32, 8, 128, 16),
+        (32, 16, 256, 4),
+        (32, 32, 256, 4),
+    ):
+        yield f"spectral layer, batch {batch}, {channels} ch, {n}x{n}, m={m}", spectral_times(channels, m, n, batch)
 
 
 def main() -> None:

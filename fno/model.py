@@ -103,14 +103,71 @@ class _TruncatedRFFT(torch.autograd.Function):
         return irfft_real(grad * weight, n) * n, None
 
 
+@functools.lru_cache(maxsize=64)
+def _dft_matrices(nx: int, ny: int, m: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Real matrices of the truncated 2-d DFT that ``SpectralConv2d`` keeps, and of its inverse.
+
+    Complex numbers are carried as real (re, im) pairs, so every product is a real GEMM:
+
+    - ``rfft_y`` (ny, 2m): a row of ny reals -> its rfft's first m bins, columns (re/im, ky);
+    - ``fft_x`` (2 * 2m, 2 * nx): a column of nx complex values, rows of the input (x, re/im),
+      -> the 2m kept x-frequencies [0, m) and [nx - m, nx), rows of the output (re/im, kx);
+    - ``ifft_x`` (2 * nx, 2 * 2m): the inverse, (re/im, kx) -> (x, re/im), with its 1/nx;
+    - ``irfft_y`` (2m, ny): m bins, rows (re/im, ky) -> a real row of ny points, as irfft
+      reads them (1/ny; each bin 0 < ky < ny/2 counted twice; the imaginary parts of the
+      zero and the Nyquist bin ignored).
+
+    Built once per (grid, modes, dtype, device) in float64, with angles reduced mod 2 pi in
+    integers (exact for any n), then cast.
+    """
+
+    def angles(k: torch.Tensor, n: int) -> torch.Tensor:  # (len(k), n): 2 pi k t / n
+        t = torch.arange(n, dtype=torch.int64)
+        return 2 * math.pi * ((k[:, None] * t[None, :]) % n).to(torch.float64) / n
+
+    ky = torch.arange(m)
+    kx = torch.cat([torch.arange(m), torch.arange(nx - m, nx)])
+    nyquist = ny % 2 == 0 and m == ny // 2 + 1
+    with torch.inference_mode(False):  # cached constants must serve training too
+        a_y = angles(ky, ny)  # (m, ny)
+        rfft_y = torch.cat([torch.cos(a_y), -torch.sin(a_y)]).T  # (ny, 2m)
+        bin_weight = torch.full((m,), 2.0, dtype=torch.float64)
+        bin_weight[0] = 1.0
+        if nyquist:
+            bin_weight[-1] = 1.0
+        imag_weight = bin_weight.clone()
+        imag_weight[0] = 0.0  # a real signal's zero bin is real
+        if nyquist:
+            imag_weight[-1] = 0.0  # ... and so is its Nyquist bin
+        irfft_y = torch.cat([bin_weight[:, None] * torch.cos(a_y), -imag_weight[:, None] * torch.sin(a_y)]) / ny
+
+        a_x = angles(kx, nx)  # (2m, nx)
+        c, s = torch.cos(a_x), torch.sin(a_x)  # e^{-i a} = c - i s; e^{+i a} = c + i s
+        # Forward: (re, im) out = (c re + s im, c im - s re), blocks [[c, s], [-s, c]].
+        fft_x = torch.stack([torch.stack([c, s], -1), torch.stack([-s, c], -1)])  # (2, 2m, nx, 2)
+        # Inverse: (re, im) out = (c re - s im, s re + c im) / nx, blocks [[c, -s], [s, c]].
+        ifft_x = torch.stack([torch.stack([c, -s]), torch.stack([s, c])])  # (2 re/im out, 2 re/im in, 2m, nx)
+        ifft_x = ifft_x.permute(3, 0, 1, 2) / nx  # (nx, 2, 2, 2m)
+        matrices = (rfft_y, fft_x.reshape(4 * m, 2 * nx), ifft_x.reshape(2 * nx, 4 * m), irfft_y)
+        return tuple(t.to(dtype=dtype, device=device).contiguous() for t in matrices)
+
+
 class SpectralConv2d(nn.Module):
     """Multiply the retained Fourier coefficients by learned complex matrices.
 
     Keeps the modes x modes lowest frequencies in each of the two corners of the rfft2
     spectrum (kx in [0, m) and [-m, 0), ky in [0, m)): the public code's ``mode_cut``.
-    (batch, in_channels, x, y) -> (batch, out_channels, x, y). The x-transforms run on
-    the m kept columns only, and irfft pads the dropped columns itself, so no full-size
-    zero spectrum is built.
+    (batch, in_channels, x, y) -> (batch, out_channels, x, y).
+
+    Two exact implementations of the same map, chosen by device (tested equal):
+
+    - CPU: the truncated transforms as real matrix products (``_dft_matrices``), which
+      compute only the kept frequencies. A layer's forward + backward was 1.4x to 2.9x
+      faster than with FFTs from 64 x 64 to 256 x 256, at up to the most modes a grid
+      holds (benchmarks/bench_layers.py, docs/model.md); autograd gives the backward.
+    - Other devices: FFTs on the kept columns only (``_TruncatedRFFT``, then an x-FFT of m
+      columns), as measured on GPUs (docs/gpu.md). There a matrix product would also run
+      in TF32 under ``--tf32``, which an FFT does not.
     """
 
     def __init__(self, in_channels: int, out_channels: int, modes: int) -> None:
@@ -118,7 +175,8 @@ class SpectralConv2d(nn.Module):
         self.in_channels, self.out_channels, self.modes = in_channels, out_channels, modes
         scale = 1.0 / (in_channels * out_channels)
         # (2 m*m modes, in, out) complex, stored as its real view (..., 2) so that
-        # state_dicts, optimizers and torch.compile see ordinary real tensors.
+        # state_dicts, optimizers and torch.compile see ordinary real tensors. Mode index
+        # kx_index * m + ky, kx_index over [0, m) then [nx - m, nx).
         self.weight = nn.Parameter(scale * torch.rand(2 * modes * modes, in_channels, out_channels, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,16 +186,41 @@ class SpectralConv2d(nn.Module):
             return self._forward(x.to(self.weight.dtype))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_modes(self.modes, x.shape[-2], x.shape[-1])
+        if x.device.type == "cpu":
+            return self._forward_dft(x)
+        return self._forward_fft(x)  # also the meta device's, which fno.memory counts
+
+    def _contract(self, modes_first: torch.Tensor) -> torch.Tensor:
+        """(2m*m, B, in) complex -> (2m*m, B, out) complex: one matrix per mode."""
+        return torch.bmm(modes_first, torch.view_as_complex(self.weight))
+
+    def _forward_dft(self, x: torch.Tensor) -> torch.Tensor:
+        batch, _, nx, ny = x.shape
+        m, c_in, c_out = self.modes, self.in_channels, self.out_channels
+        rfft_y, fft_x, ifft_x, irfft_y = _dft_matrices(nx, ny, m, x.dtype, x.device)
+        z = (x.reshape(-1, ny) @ rfft_y).view(batch * c_in, 2 * nx, m)  # rows (x, re/im), columns ky
+        corners = torch.matmul(fft_x, z)  # (B*C, 2 * 2m, m): rows (re/im, kx)
+        # (2m, m, B, C, 2) contiguous -> (2m*m, B, C) complex
+        corners = corners.view(batch, c_in, 2, 2 * m, m).permute(3, 4, 0, 1, 2).contiguous()
+        out = self._contract(torch.view_as_complex(corners).view(2 * m * m, batch, c_in))  # (2m*m, B, O)
+        # (B, O, 2, 2m, m) -> (B*O, 2 * 2m, m): rows (re/im, kx)
+        out = torch.view_as_real(out).view(2 * m, m, batch, c_out, 2).permute(2, 3, 4, 0, 1).reshape(-1, 4 * m, m)
+        z = torch.matmul(ifft_x, out)  # (B*O, 2 * nx, m): rows (x, re/im)
+        return (z.view(-1, 2 * m) @ irfft_y).view(batch, c_out, nx, ny)
+
+    def _forward_fft(self, x: torch.Tensor) -> torch.Tensor:
+        """The x-transforms run on the m kept columns only, and irfft pads the dropped
+        columns itself, so no full-size zero spectrum is built."""
         batch, _, nx, ny = x.shape
         m = self.modes
-        check_modes(m, nx, ny)
         x_hat = _TruncatedRFFT.apply(x, m)  # (B, C, X, m) complex: only the kept ky
         x_hat = torch.fft.fft(x_hat, dim=-2)  # x-FFT on the kept columns only
         corners = torch.cat([x_hat[:, :, :m], x_hat[:, :, nx - m :]], dim=2)  # (B, C, 2m, m)
         # (2m*m, B, C), made contiguous: batched complex GEMM on a strided view was 10-20%
         # slower for the whole layer, forward + backward (measured at w32-m8 and w64-m16).
         modes_first = corners.flatten(2).permute(2, 0, 1).contiguous()
-        out = torch.bmm(modes_first, torch.view_as_complex(self.weight))  # (2m*m, B, O)
+        out = self._contract(modes_first)  # (2m*m, B, O)
         out = out.permute(1, 2, 0).reshape(batch, self.out_channels, 2 * m, m)  # (B, O, 2m, m)
         gap = out.new_zeros(batch, self.out_channels, nx - 2 * m, m)  # the dropped kx rows
         out = torch.fft.ifft(torch.cat([out[:, :, :m], gap, out[:, :, m:]], dim=2), dim=-2)  # (B, O, X, m)
@@ -236,7 +319,8 @@ class FNOConfig:
 
         Matmuls count 2 per multiply-add; a complex multiply-add counts 8; an FFT of
         length N counts 5 N log2 N complex (2.5 N log2 N real input). GELU and bias
-        adds are not counted.
+        adds are not counted. A nominal count, the same on every device: on the CPU the
+        transforms run as matrix DFTs (``SpectralConv2d``), more arithmetic in less time.
         """
         n, w, m, c = resolution, self.width, self.modes, self.lift_channels
         points = n * n

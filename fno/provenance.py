@@ -49,6 +49,14 @@ def source_digest() -> str:
     return digest.hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=4)
+def package_digest(name: str = "fno") -> str:
+    """SHA-256 (hex, 16 characters) of one package's source files ("" where it is not
+    importable): ``fno`` alone is the code a training step runs."""
+    folder = package_folders().get(name)
+    return _folder_digest(folder)[:16] if folder is not None else ""
+
+
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
     """The checkout's commit where ``fno`` is imported from a git checkout ("-dirty"

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Protocol
 
 from fno.model import FNOConfig
+from fno.provenance import package_digest
 from fno.train import TrialConfig
 from fno_sweeps.grid import PlannedTrial
 
@@ -353,13 +354,14 @@ def cached_measure_steps(
 ) -> MeasuredSteps:
     """``measure_steps`` for the shapes without a time in the cache at ``path`` (default
     ``step_cache_path()``) younger than ``max_age_s``, keyed by device, torch version,
-    threads and shape; their times are added to it. A cache that cannot be read is
-    ignored, one that cannot be written left as it was."""
+    training code (``fno``'s source digest: changed code is timed again), threads and
+    shape; their times are added to it. A cache that cannot be read is ignored, one that
+    cannot be written left as it was."""
     import torch
 
     path = path or step_cache_path()
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-    prefix = f"{name} torch {torch.__version__} threads {threads} shape "
+    prefix = f"{name} torch {torch.__version__} fno {package_digest('fno')} threads {threads} shape "
     try:
         entries = json.loads(path.read_text())
         entries = entries if isinstance(entries, dict) else {}
